@@ -1,0 +1,5 @@
+import sys
+
+from caffepipe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,70 @@
+"""`caffepipe <stage> ...`: the one console command. Snakemake and DVC call nothing else.
+
+Each stage lives in its own module with a `main(argv)`; this file only maps names to modules, imports the
+one asked for (so `caffepipe fetch` never loads Caffe), and turns CaffepipeError into one line on stderr
+and a non-zero exit.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+from caffepipe.errors import CaffepipeError
+
+# stage name on the command line -> module in this package
+COMMANDS = {
+    "fetch": "fetch",
+    "build-db": "build_db",
+    "export-images": "export_images",
+    "bench-io": "bench_io",
+    "netgen": "netgen",
+    "train": "train",
+    "parse-log": "parse_log",
+    "evaluate": "evaluate",
+    "analyze": "analyze",
+    "time": "caffe_time",
+    "visualize": "visualize",
+    "sobel": "sobel",
+    "report": "report",
+    "doctor": "doctor",
+    "check-params": "params",
+    "dvc-yaml": "dvc_yaml",
+}
+
+EXIT_USER_ERROR = 2
+
+
+def _usage() -> str:
+    names = "\n  ".join(COMMANDS)
+    return f"usage: caffepipe <command> [options]\n\ncommands:\n  {names}\n\n`caffepipe <command> --help` for each."
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else EXIT_USER_ERROR
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"caffepipe: error: unknown command {command!r}; run `caffepipe --help` for the list", file=sys.stderr)
+        return EXIT_USER_ERROR
+    logging.basicConfig(
+        level=os.environ.get("CAFFEPIPE_LOG_LEVEL", "INFO"),
+        format=f"%(asctime)s caffepipe {command}: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    module = importlib.import_module(f"caffepipe.{COMMANDS[command]}")
+    try:
+        return int(module.main(rest) or 0)
+    except CaffepipeError as error:
+        print(f"caffepipe {command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"caffepipe {command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""The pipeline's stage list: the one description that both orchestrators follow.
+
+dvc.yaml is generated from it (`caffepipe dvc-yaml`); the Snakemake rules in workflow/rules/ take their
+inputs, outputs, params and commands from it; tests/test_orchestration_drift.py builds both DAGs and fails
+on any difference. To add a stage: add it here, add its rule to a workflow/rules/*.smk file, regenerate
+dvc.yaml.
+
+Paths are relative to the repository root. `{model}` stands for each model in params `netgen.models`
+(a Snakemake wildcard, a DVC foreach item); `{threads}` for the threads the job is given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODELS_PARAM = "netgen.models"
+PARAMS_FILE = "params.yaml"
+
+# Code every stage runs, besides its own modules: a change to it re-runs every stage.
+SHARED_CODE = (
+    "workflow/caffepipe/cli.py",
+    "workflow/caffepipe/errors.py",
+    "workflow/caffepipe/params.py",
+    "workflow/caffepipe/atomic.py",
+    "workflow/schemas/params",
+)
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str
+    directory: bool = False
+    # Kept across re-runs, never deleted by the orchestrator: training snapshots, which resume needs.
+    # DVC: `persist: true`. Snakemake does not declare it (it would delete it before re-running the job);
+    # the stage's own code decides what to keep, and a manifest output stands for it in the DAG.
+    persist: bool = False
+    # Small JSON/CSV results kept in git (DVC `cache: false`) so `dvc metrics/plots diff` works between commits.
+    metric: bool = False
+    plot: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str                       # rule / stage name
+    command: str                    # `caffepipe <stage> ...` with every path on the line
+    inputs: tuple[str, ...] = ()    # data the stage reads (outputs of earlier stages)
+    outputs: tuple[Output, ...] = ()
+    params: tuple[str, ...] = ()    # params.yaml sections or dotted keys the stage reads
+    code: tuple[str, ...] = ()      # its own modules, under workflow/caffepipe/
+    per_model: bool = False
+    # inputs read by the stage but only declared to DVC: persist outputs of earlier stages
+    persist_inputs: tuple[str, ...] = ()
+    threads: int | str = 1          # an int, or a params key whose value is the thread count
+    mem_mb: int = 2000
+    runtime_min: int = 10
+
+    @property
+    def code_paths(self) -> tuple[str, ...]:
+        return tuple(f"workflow/caffepipe/{module}" for module in self.code) + SHARED_CODE
+
+    @property
+    def cli_name(self) -> str:
+        return self.name.replace("_", "-")
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        name="fetch",
+        command="caffepipe fetch --params params.yaml --out data/raw",
+        outputs=(Output("data/raw", directory=True),),
+        params=("fetch",),
+        code=("fetch.py", "idx.py"),
+        runtime_min=15,
+    ),
+    Stage(
+        name="build_db",
+        command="caffepipe build-db --params params.yaml --raw data/raw --out data/db",
+        inputs=("data/raw",),
+        outputs=(Output("data/db", directory=True),),
+        params=("build_db",),
+        code=("build_db.py", "idx.py", "datum.py"),
+        mem_mb=4000,
+    ),
+    Stage(
+        name="export_images",
+        command="caffepipe export-images --params params.yaml --raw data/raw --out data/images",
+        inputs=("data/raw",),
+        outputs=(Output("data/images", directory=True),),
+        params=("export_images",),
+        code=("export_images.py", "idx.py"),
+    ),
+    Stage(
+        name="bench_io",
+        command=(
+            "caffepipe bench-io --params params.yaml --raw data/raw --db data/db --images data/images"
+            " --out reports/bench"
+        ),
+        inputs=("data/raw", "data/db", "data/images"),
+        outputs=(
+            Output("reports/bench/io.csv", plot=True),
+            Output("reports/bench/metrics.json", metric=True),
+            Output("reports/bench/io.png"),
+        ),
+        params=("bench_io",),
+        code=("bench_io.py", "idx.py", "datum.py", "caffe_env.py", "figures.py"),
+        runtime_min=30,
+    ),
+    Stage(
+        name="netgen",
+        per_model=True,
+        command="caffepipe netgen --params params.yaml --model {model} --db data/db --out data/nets/{model}",
+        outputs=(Output("data/nets/{model}", directory=True),),
+        params=("netgen", "train"),
+        code=("netgen.py", "models.py", "caffe_env.py"),
+    ),
+    Stage(
+        name="train",
+        per_model=True,
+        command=(
+            "caffepipe train --params params.yaml --model {model} --nets data/nets/{model} --db data/db"
+            " --out data/train/{model} --threads {threads}"
+        ),
+        inputs=("data/nets/{model}", "data/db"),
+        outputs=(
+            Output("data/train/{model}/snapshots", directory=True, persist=True),
+            Output("data/train/{model}/snapshots.json"),
+            Output("data/train/{model}/final.caffemodel"),
+            Output("data/train/{model}/caffe.log"),
+        ),
+        params=("train",),
+        code=("train.py", "snapshots.py", "progress.py", "caffe_env.py"),
+        threads="train.threads",
+        mem_mb=4000,
+        runtime_min=120,
+    ),
+    Stage(
+        name="parse_log",
+        per_model=True,
+        command=(
+            "caffepipe parse-log --log data/train/{model}/caffe.log --out-train reports/train/{model}/train.csv"
+            " --out-test reports/train/{model}/test.csv --out-metrics reports/train/{model}/metrics.json"
+        ),
+        inputs=("data/train/{model}/caffe.log",),
+        outputs=(
+            Output("reports/train/{model}/train.csv", plot=True),
+            Output("reports/train/{model}/test.csv", plot=True),
+            Output("reports/train/{model}/metrics.json", metric=True),
+        ),
+        code=("parse_log.py",),
+    ),
+    Stage(
+        name="evaluate",
+        per_model=True,
+        command=(
+            "caffepipe evaluate --params params.yaml --model {model} --nets data/nets/{model}"
+            " --snapshots data/train/{model}/snapshots.json --db data/db --out data/eval/{model}"
+            " --out-metrics reports/eval/{model}/metrics.json --threads {threads}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/snapshots.json", "data/db"),
+        persist_inputs=("data/train/{model}/snapshots",),
+        outputs=(
+            Output("data/eval/{model}", directory=True),
+            Output("reports/eval/{model}/metrics.json", metric=True),
+        ),
+        params=("evaluate",),
+        code=("evaluate.py", "snapshots.py", "datum.py", "caffe_env.py"),
+        threads="evaluate.threads",
+        mem_mb=4000,
+        runtime_min=30,
+    ),
+    Stage(
+        name="analyze",
+        command=(
+            "caffepipe analyze --params params.yaml --eval data/eval --db data/db --out reports/analysis"
+        ),
+        inputs=("data/eval/{models}", "data/db"),
+        outputs=(
+            Output("reports/analysis", directory=True),
+            Output("reports/analysis-metrics.json", metric=True),
+        ),
+        params=("analyze", MODELS_PARAM),
+        code=("analyze.py", "analysis.py", "figures.py", "datum.py"),
+        mem_mb=4000,
+    ),
+    Stage(
+        name="time",
+        per_model=True,
+        command=(
+            "caffepipe time --params params.yaml --model {model} --nets data/nets/{model}"
+            " --weights data/train/{model}/final.caffemodel --out reports/time/{model} --threads {threads}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel"),
+        outputs=(Output("reports/time/{model}", directory=True),),
+        params=("time",),
+        code=("caffe_time.py", "caffe_env.py", "figures.py"),
+        threads="time.threads",
+    ),
+    Stage(
+        name="visualize",
+        per_model=True,
+        command=(
+            "caffepipe visualize --params params.yaml --model {model} --nets data/nets/{model}"
+            " --weights data/train/{model}/final.caffemodel --db data/db --out reports/visualize/{model}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel", "data/db"),
+        outputs=(Output("reports/visualize/{model}", directory=True),),
+        params=("visualize",),
+        code=("visualize.py", "caffe_env.py", "datum.py", "figures.py"),
+    ),
+    Stage(
+        name="sobel",
+        command="caffepipe sobel --params params.yaml --db data/db --out reports/sobel",
+        inputs=("data/db",),
+        outputs=(Output("reports/sobel", directory=True),),
+        params=("visualize",),
+        code=("sobel.py", "caffe_env.py", "datum.py", "figures.py"),
+    ),
+    Stage(
+        name="report",
+        command=(
+            "caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train"
+            " --eval reports/eval --analysis reports/analysis --time reports/time --visualize reports/visualize"
+            " --sobel reports/sobel --out reports/index.html"
+        ),
+        inputs=(
+            "data/raw",
+            "reports/bench/io.csv",
+            "reports/bench/metrics.json",
+            "reports/bench/io.png",
+            "reports/train/{models}/train.csv",
+            "reports/train/{models}/test.csv",
+            "reports/train/{models}/metrics.json",
+            "reports/eval/{models}/metrics.json",
+            "reports/analysis",
+            "reports/time/{models}",
+            "reports/visualize/{models}",
+            "reports/sobel",
+        ),
+        outputs=(Output("reports/index.html"),),
+        params=("report", MODELS_PARAM),
+        code=("report.py", "figures.py"),
+    ),
+)
+
+# `{models}` in a non-per-model stage's input means: that path for every model.
+ALL_MODELS = "{models}"
+
+
+def stage(name: str) -> Stage:
+    for candidate in STAGES:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(name)
