@@ -11,8 +11,9 @@
 # patches), fetched with apt-get source so apt checks its signature. Only the mirror the machine already uses
 # is read from its configuration; no host is written here.
 #
-# The cache key covers the source version, our patches, the CMake flags, this script and the Python/numpy
-# ABI, so a change to any of them builds a new prefix beside the old one. The build runs under a lock, is
+# The cache key covers the source version, our patches, the CMake flags, the recipe revision and the
+# Python/numpy ABI, so a change to any of them builds a new prefix beside the old one. Bump RECIPE_REVISION
+# when a change to this script changes what gets built. The build runs under a lock, is
 # installed into a staging folder and renamed into place only when complete: an interrupted build never
 # leaves a prefix that is later taken for good.
 set -euo pipefail
@@ -21,6 +22,7 @@ PYTHON=${1:?usage: envs/build_caffe.sh PYTHON}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOURCE_PACKAGE=caffe
 SOURCE_VERSION=1.0.0+git20180821.99bd997-8
+RECIPE_REVISION=1
 CMAKE_FLAGS=(
   -DCMAKE_BUILD_TYPE=Release
   -DCPU_ONLY=ON
@@ -37,7 +39,7 @@ CMAKE_FLAGS=(
 say() { echo "[build-caffe] $*" >&2; }
 
 abi=$("$PYTHON" -c 'import sys, numpy; print("py%d.%d-numpy%s" % (sys.version_info[0], sys.version_info[1], numpy.__version__.split(".")[0]))')
-key=$( { echo "$SOURCE_PACKAGE $SOURCE_VERSION $abi ${CMAKE_FLAGS[*]}"; cat "$here"/caffe/*.patch "${BASH_SOURCE[0]}"; } \
+key=$( { echo "$SOURCE_PACKAGE $SOURCE_VERSION r$RECIPE_REVISION $abi ${CMAKE_FLAGS[*]}"; cat "$here"/caffe/*.patch; } \
        | sha256sum | cut -c1-16)
 cache=${CAFFEPIPE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/caffepipe}
 prefix=$cache/caffe-$SOURCE_VERSION-$abi-$key
@@ -70,9 +72,11 @@ apt_opts=(-o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=
           -o "Dir::State::Lists=$work/lists" -o APT::Sandbox::User=root)
 apt-get "${apt_opts[@]}" -qq update
 (cd "$work" && apt-get "${apt_opts[@]}" -qq source --download-only "$SOURCE_PACKAGE=$SOURCE_VERSION")
-# dpkg-source checks the .dsc signature and applies Debian's patch series.
-(cd "$work" && dpkg-source --require-valid-signature -x "${SOURCE_PACKAGE}_${SOURCE_VERSION#*:}.dsc" src >&2) \
-  || (cd "$work" && dpkg-source -x "${SOURCE_PACKAGE}_${SOURCE_VERSION#*:}.dsc" src >&2)
+# apt-get source has verified the files against the signed Release and Sources indexes. dpkg-source checks
+# their checksums again and applies Debian's patch series (it cannot check the uploader's own signature
+# without the debian-keyring package, and says so; that check adds nothing to apt's).
+(cd "$work" && dpkg-source -x "${SOURCE_PACKAGE}_${SOURCE_VERSION#*:}.dsc" src >"$work/dpkg-source.log" 2>&1) \
+  || { cat "$work/dpkg-source.log" >&2; say "error: unpacking the Caffe source failed"; exit 1; }
 for patch in "$here"/caffe/*.patch; do
   say "applying $(basename "$patch")"
   patch -d "$work/src" -p1 --forward --batch <"$patch" >&2

@@ -10,18 +10,20 @@ Paths are relative to the repository root. `{model}` stands for each model in pa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MODELS_PARAM = "netgen.models"
 PARAMS_FILE = "params.yaml"
 
-# Code every stage runs, besides its own modules: a change to it re-runs every stage.
+SCHEMA_DIR = "workflow/schemas/params"
+
+# Code every stage runs, besides its own modules and the schemas of its params sections: a change to it
+# re-runs every stage.
 SHARED_CODE = (
     "workflow/caffepipe/cli.py",
     "workflow/caffepipe/errors.py",
     "workflow/caffepipe/params.py",
     "workflow/caffepipe/atomic.py",
-    "workflow/schemas/params",
 )
 
 
@@ -35,7 +37,16 @@ class Output:
     persist: bool = False
     # Small JSON/CSV results kept in git (DVC `cache: false`) so `dvc metrics/plots diff` works between commits.
     metric: bool = False
-    plot: bool = False
+    plot: "Plot | None" = None
+
+
+@dataclass(frozen=True)
+class Plot:
+    """How `dvc plots` draws a CSV output."""
+    x: str
+    y: str
+    title: str
+    template: str = "linear"
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,10 @@ class Stage:
 
     @property
     def code_paths(self) -> tuple[str, ...]:
-        return tuple(f"workflow/caffepipe/{module}" for module in self.code) + SHARED_CODE
+        """Its modules, the shared code, and the schema file of each params section it reads."""
+        sections = dict.fromkeys(key.split(".")[0] for key in self.params)
+        schemas = tuple(f"{SCHEMA_DIR}/{section}.json" for section in sections)
+        return tuple(f"workflow/caffepipe/{module}" for module in self.code) + SHARED_CODE + schemas
 
     @property
     def cli_name(self) -> str:
@@ -96,7 +110,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         inputs=("data/raw", "data/db", "data/images"),
         outputs=(
-            Output("reports/bench/io.csv", plot=True),
+            Output("reports/bench/io.csv", plot=Plot(x="images_per_s", y="format", title="read throughput (images/s)", template="bar_horizontal")),
             Output("reports/bench/metrics.json", metric=True),
             Output("reports/bench/io.png"),
         ),
@@ -141,8 +155,8 @@ STAGES: tuple[Stage, ...] = (
         ),
         inputs=("data/train/{model}/caffe.log",),
         outputs=(
-            Output("reports/train/{model}/train.csv", plot=True),
-            Output("reports/train/{model}/test.csv", plot=True),
+            Output("reports/train/{model}/train.csv", plot=Plot(x="iteration", y="loss", title="{model}: training loss")),
+            Output("reports/train/{model}/test.csv", plot=Plot(x="iteration", y="accuracy", title="{model}: test accuracy")),
             Output("reports/train/{model}/metrics.json", metric=True),
         ),
         code=("parse_log.py",),
