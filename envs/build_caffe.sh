@@ -60,7 +60,7 @@ fi
 
 work=$(mktemp -d "$cache/build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-say "building Caffe $SOURCE_VERSION into $prefix (about 10 minutes on 2 cores); work folder $work"
+say "building Caffe $SOURCE_VERSION into $prefix (a few minutes; more on fewer cores); work folder $work"
 
 # A private apt configuration that knows Debian 11's sources, on the mirror this machine already uses.
 mirror=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)

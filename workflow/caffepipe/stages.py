@@ -185,6 +185,7 @@ STAGES: tuple[Stage, ...] = (
         name="analyze",
         command=(
             "caffepipe analyze --params params.yaml --eval data/eval --db data/db --out reports/analysis"
+            " --out-metrics reports/analysis-metrics.json"
         ),
         inputs=("data/eval/{models}", "data/db"),
         outputs=(

@@ -1,0 +1,31 @@
+import pytest
+
+from caffepipe import caffe_env, doctor
+from caffepipe.errors import CaffepipeError
+
+
+def test_a_caffe_root_without_caffe_is_a_clear_error(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(caffe_env.ROOT_ENV, str(tmp_path))
+    with pytest.raises(CaffepipeError, match="holds no bin/caffe"):
+        caffe_env.caffe_root()
+
+
+def test_blas_threads_are_capped_for_every_blas() -> None:
+    assert caffe_env.blas_environment(3) == {"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}
+    assert caffe_env.blas_environment(0)["OPENBLAS_NUM_THREADS"] == "1"
+
+
+def test_doctor_reports_every_broken_piece_and_exits_non_zero(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv(caffe_env.ROOT_ENV, str(tmp_path / "empty-cache"))
+    with pytest.raises(CaffepipeError, match="caffe: .*holds no bin/caffe"):
+        doctor.main([])
+    out = capsys.readouterr().out
+    assert "BROKEN caffe" in out and "BROKEN pycaffe" in out
+    assert "ok     dvc" in out and "ok     snakemake" in out
+
+
+def test_doctor_passes_on_the_set_up_environment(capsys) -> None:
+    assert doctor.main([]) == 0
+    out = capsys.readouterr().out
+    for name in ("caffe", "pycaffe", "protobuf", "lmdb", "leveldb", "openblas", "dvc", "snakemake", "npm"):
+        assert f"ok     {name}" in out
