@@ -62,8 +62,11 @@ def blas_environment(threads: int) -> dict[str, str]:
 
 
 def caffe_subprocess_env(threads: int | None = None) -> dict[str, str]:
-    """The environment for running a Caffe tool as a child process."""
+    """The environment for running a Caffe tool as a child process: its glog lines go to stderr, where the
+    stage captures them (by default glog would scatter them into files under /tmp)."""
     env = dict(os.environ)
+    env["GLOG_logtostderr"] = "1"
+    env["GLOG_minloglevel"] = "0"     # complete logs: import_caffe(quiet=True) may have set 2 in os.environ
     if threads is not None:
         env.update(blas_environment(threads))
     return env
