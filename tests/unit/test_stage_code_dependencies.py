@@ -44,6 +44,12 @@ def imported_closure(module: str) -> set[str]:
 def test_declared_code_is_what_the_stage_imports(stage) -> None:
     module = COMMANDS[stage.cli_name]
     shared = {Path(path).stem for path in SHARED_CODE}
-    declared = {Path(name).stem for name in stage.code}
+    declared = {Path(name).stem for name in stage.code if name.endswith(".py")}
     needed = imported_closure(module) - shared
     assert declared == needed, f"stages.py {stage.name}: declare {sorted(needed - declared)}, drop {sorted(declared - needed)}"
+
+
+def test_declared_non_python_code_exists() -> None:
+    for stage in STAGES:
+        for name in stage.code:
+            assert (PACKAGE / name).is_file(), f"stages.py {stage.name}: {name} does not exist"

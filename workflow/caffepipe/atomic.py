@@ -12,13 +12,23 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _temporary_sibling(path: Path, directory: bool) -> Path:
-    # A sibling on the same filesystem, so the final os.replace is atomic.
+    # A sibling on the same filesystem, so the final os.replace is atomic. mkdtemp/mkstemp make private
+    # (0700/0600) entries; the output gets the permissions a plain mkdir/open would have given it.
     path.parent.mkdir(parents=True, exist_ok=True)
     if directory:
-        return Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        temporary = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        temporary.chmod(0o777 & ~_umask())
+        return temporary
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    Path(name).chmod(0o666 & ~_umask())
     return Path(name)
 
 

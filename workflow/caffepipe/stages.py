@@ -122,9 +122,10 @@ STAGES: tuple[Stage, ...] = (
         name="netgen",
         per_model=True,
         command="caffepipe netgen --params params.yaml --model {model} --db data/db --out data/nets/{model}",
+        inputs=("data/db",),    # info.json: test_iter must cover the whole test set
         outputs=(Output("data/nets/{model}", directory=True),),
         params=("netgen", "train"),
-        code=("netgen.py", "models.py", "caffe_env.py"),
+        code=("netgen.py", "models.py", "caffe_env.py", "datum.py"),
     ),
     Stage(
         name="train",
@@ -176,7 +177,8 @@ STAGES: tuple[Stage, ...] = (
             Output("reports/eval/{model}/metrics.json", metric=True),
         ),
         params=("evaluate",),
-        code=("evaluate.py", "snapshots.py", "datum.py", "caffe_env.py"),
+        code=("evaluate.py", "eval_format.py", "analysis.py", "models.py", "snapshots.py", "datum.py", "caffe_env.py",
+              "progress.py"),
         threads="evaluate.threads",
         mem_mb=4000,
         runtime_min=30,
@@ -193,7 +195,7 @@ STAGES: tuple[Stage, ...] = (
             Output("reports/analysis-metrics.json", metric=True),
         ),
         params=("analyze", MODELS_PARAM),
-        code=("analyze.py", "analysis.py", "figures.py", "datum.py"),
+        code=("analyze.py", "analysis.py", "eval_format.py", "figures.py", "datum.py"),
         mem_mb=4000,
     ),
     Stage(
@@ -219,7 +221,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel", "data/db"),
         outputs=(Output("reports/visualize/{model}", directory=True),),
         params=("visualize",),
-        code=("visualize.py", "caffe_env.py", "datum.py", "figures.py"),
+        code=("visualize.py", "models.py", "caffe_env.py", "datum.py", "figures.py"),
     ),
     Stage(
         name="sobel",
@@ -227,7 +229,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/db",),
         outputs=(Output("reports/sobel", directory=True),),
         params=("visualize",),
-        code=("sobel.py", "caffe_env.py", "datum.py", "figures.py"),
+        code=("sobel.py", "visualize.py", "models.py", "caffe_env.py", "datum.py", "figures.py"),
     ),
     Stage(
         name="report",
@@ -252,7 +254,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         outputs=(Output("reports/index.html"),),
         params=("report", MODELS_PARAM),
-        code=("report.py", "figures.py"),
+        code=("report.py", "templates/report.html.j2", "caffe_env.py", "idx.py", "figures.py"),
     ),
 )
 

@@ -1,0 +1,42 @@
+import json
+
+import numpy as np
+import pytest
+
+from caffepipe.build_db import build_databases, lmdb_map_size
+from caffepipe.datum import db_path, read_db
+from caffepipe.errors import CaffepipeError
+from caffepipe.idx import read_idx, write_idx
+
+
+@pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
+def test_database_content_equals_the_idx_input(synthetic_raw, tmp_path, backend) -> None:
+    info = build_databases(synthetic_raw, tmp_path / "db", [backend], {"train": None, "test": None})
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        images, labels = read_db(db_path(tmp_path / "db", split, backend), backend)
+        np.testing.assert_array_equal(images[:, 0], read_idx(synthetic_raw / f"{prefix}-images-idx3-ubyte"))
+        np.testing.assert_array_equal(labels, read_idx(synthetic_raw / f"{prefix}-labels-idx1-ubyte"))
+        assert info[split] == len(labels)
+    assert json.loads((tmp_path / "db" / "info.json").read_text())["height"] == 28
+
+
+def test_limits_keep_the_first_images(synthetic_raw, tmp_path) -> None:
+    build_databases(synthetic_raw, tmp_path / "db", ["lmdb"], {"train": 50, "test": 7})
+    images, labels = read_db(db_path(tmp_path / "db", "test", "lmdb"), "lmdb")
+    assert len(labels) == 7
+    np.testing.assert_array_equal(labels, read_idx(synthetic_raw / "t10k-labels-idx1-ubyte")[:7])
+
+
+def test_labels_that_do_not_match_the_images_leave_the_old_databases(synthetic_raw, tmp_path) -> None:
+    build_databases(synthetic_raw, tmp_path / "db", ["lmdb"], {"train": None, "test": None})
+    write_idx(synthetic_raw / "t10k-labels-idx1-ubyte", np.zeros(3, np.uint8))
+    with pytest.raises(CaffepipeError, match="do not belong together"):
+        build_databases(synthetic_raw, tmp_path / "db", ["lmdb"], {"train": None, "test": None})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db", "raw"], "no temporary folder left behind"
+    assert len(read_db(db_path(tmp_path / "db", "test", "lmdb"), "lmdb")[1]) == 100
+
+
+def test_lmdb_map_size_grows_with_the_data() -> None:
+    small = lmdb_map_size([(b"k", b"v" * 100)])
+    large = lmdb_map_size([(b"k", b"v" * 100)] * 100_000)
+    assert small % (1 << 20) == 0 and large > 2 * 100 * 100_000 > small
