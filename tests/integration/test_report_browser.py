@@ -1,0 +1,72 @@
+"""The report as a reader sees it: opened from disk in headless Chromium (Debian's package), every image must
+load and the console must show no error. caffepipe.browser drives Chromium over the DevTools protocol."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from caffepipe import caffe_env
+from caffepipe.browser import check_page
+from tests.conftest import BIN, run_caffepipe
+from tests.stage_outputs import MODEL_KINDS, stage_workdir, upstream_reports
+
+pytestmark = pytest.mark.integration
+
+ONE_PIXEL_PNG = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def test_the_check_sees_broken_images_console_errors_and_exceptions(tmp_path: Path) -> None:
+    page = tmp_path / "broken.html"
+    page.write_text(f"""<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>t</title></head>
+<body><img src="{ONE_PIXEL_PNG}" alt="fine"><img src="missing.png" alt="missing">
+<script>console.error("something broke"); undefined_function();</script></body></html>""")
+    result = check_page(page)
+    assert [image.alt for image in result.images] == ["fine", "missing"]
+    assert [image.alt for image in result.broken_images] == ["missing"]
+    messages = "\n".join(result.console_errors)
+    assert "something broke" in messages and "undefined_function" in messages and "missing.png" in messages
+    assert not result.ok
+
+    page.write_text(f"""<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>ok</title></head>
+<body><img src="{ONE_PIXEL_PNG}" alt="fine"></body></html>""")
+    clean = check_page(page)
+    assert clean.ok and clean.title == "ok" and len(clean.images) == 1
+
+
+def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_path: Path) -> None:
+    """The real time, visualize, sobel and report commands on tiny nets; the other stages' files made up."""
+    work = stage_workdir(caffe_env.import_caffe(threads=1), tmp_path / "work")
+    upstream = upstream_reports(work / "reports")
+    for model in MODEL_KINDS:
+        common = ["--params", "params.yaml", "--model", model, "--nets", f"nets/{model}", "--weights", f"nets/{model}/final.caffemodel"]
+        run_caffepipe("time", *common, "--out", f"reports/time/{model}", "--threads", "1", cwd=work)
+        run_caffepipe("visualize", *common, "--db", "db", "--out", f"reports/visualize/{model}", cwd=work)
+    run_caffepipe("sobel", "--params", "params.yaml", "--db", "db", "--out", "reports/sobel", cwd=work)
+    run_caffepipe("report", "--params", "params.yaml", "--raw", str(upstream["raw"]), "--bench", str(upstream["bench"]),
+                  "--train", str(upstream["train"]), "--eval", str(upstream["eval"]), "--analysis", str(upstream["analysis"]),
+                  "--time", "reports/time", "--visualize", "reports/visualize", "--sobel", "reports/sobel",
+                  "--out", "reports/index.html", cwd=work)
+
+    screenshot = tmp_path / "screenshot.png"
+    result = check_page(work / "reports/index.html", screenshot=screenshot)
+    assert result.ok, result.describe()
+    # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, Sobel,
+    # lenet: filters + conv1 pool1 conv2 pool2, mlp: filters + ip1 ip2
+    assert len(result.images) == 8 + 5 + 3
+    assert result.title == "caffepipe report"
+    with Image.open(screenshot) as shot:
+        assert shot.size == (1280, result.page_height) and result.page_height > 4000
+
+
+def test_report_of_a_tiny_real_run_loads_cleanly(tiny_repo: Path) -> None:
+    """Every stage, for real, on tiny params (tests/conftest.py), by Snakemake; then the page in Chromium."""
+    run = subprocess.run([str(BIN / "snakemake"), "--cores", "2", "reports/index.html"], cwd=tiny_repo,
+                         capture_output=True, text=True, env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = check_page(tiny_repo / "reports/index.html", screenshot=tiny_repo / "reports/screenshot.png")
+    assert result.ok, result.describe()
+    assert len(result.images) >= 15

@@ -1,0 +1,168 @@
+"""Small stand-ins for the files the time, visualize, sobel and report stages read, shaped like the contracts.
+
+- tiny_db: caffepipe's build-db on synthetic digits;
+- tiny_nets: a small LeNet- or MLP-shaped train.prototxt / deploy.prototxt written with caffe.net_spec (same layer
+  names as caffepipe's models), and a .caffemodel saved by pycaffe;
+- upstream_reports: raw IDX files and source.json, bench-io's, parse-log's, evaluate's and analyze's outputs,
+  with made-up numbers.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tests.conftest import synthetic_digits, tiny_params, write_params
+from caffepipe.build_db import build_databases
+from caffepipe.idx import write_idx
+
+MODEL_KINDS = ("lenet", "mlp")
+
+
+def tiny_db(folder: Path, train: int = 64, test: int = 32) -> Path:
+    """<folder> with train_lmdb, test_lmdb, train_leveldb, test_leveldb and info.json."""
+    raw = folder.parent / f"{folder.name}-raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for prefix, count, seed in (("train", train, 1), ("t10k", test, 2)):
+        images, labels = synthetic_digits(count, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    build_databases(raw, folder, ["lmdb", "leveldb"], {"train": None, "test": None})
+    return folder
+
+
+def _body(caffe, net, data, kind: str):
+    L, P = caffe.layers, caffe.params
+    filler = dict(type="xavier")
+    if kind == "lenet":
+        net.conv1 = L.Convolution(data, num_output=6, kernel_size=5, weight_filler=filler)
+        net.pool1 = L.Pooling(net.conv1, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+        net.conv2 = L.Convolution(net.pool1, num_output=8, kernel_size=5, weight_filler=filler)
+        net.pool2 = L.Pooling(net.conv2, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+        net.ip1 = L.InnerProduct(net.pool2, num_output=20, weight_filler=filler)
+        net.relu1 = L.ReLU(net.ip1, in_place=True)
+        net.ip2 = L.InnerProduct(net.relu1, num_output=10, weight_filler=filler)
+        return net.ip2
+    net.ip1 = L.InnerProduct(data, num_output=30, weight_filler=filler)
+    net.relu1 = L.ReLU(net.ip1, in_place=True)
+    net.ip2 = L.InnerProduct(net.relu1, num_output=16, weight_filler=filler)
+    net.relu2 = L.ReLU(net.ip2, in_place=True)
+    net.ip3 = L.InnerProduct(net.relu2, num_output=10, weight_filler=filler)
+    return net.ip3
+
+
+def tiny_nets(caffe, folder: Path, kind: str, train_source: str, batch_size: int = 8) -> tuple[Path, Path]:
+    """Write <folder>/train.prototxt (Data layer reading the LMDB at train_source, as written) and
+    deploy.prototxt, and <folder>/final.caffemodel with random weights; returns (nets folder, weights)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train = caffe.NetSpec()
+    train.data, train.label = caffe.layers.Data(source=train_source, backend=caffe.params.Data.LMDB, batch_size=batch_size,
+                                                transform_param=dict(scale=0.00390625), ntop=2)
+    train.loss = caffe.layers.SoftmaxWithLoss(_body(caffe, train, train.data, kind), train.label)
+    (folder / "train.prototxt").write_text(str(train.to_proto()))
+    deploy = caffe.NetSpec()
+    deploy.data = caffe.layers.Input(shape=dict(dim=[1, 1, 28, 28]))
+    deploy.prob = caffe.layers.Softmax(_body(caffe, deploy, deploy.data, kind))
+    (folder / "deploy.prototxt").write_text(str(deploy.to_proto()))
+    weights = folder / "final.caffemodel"
+    caffe.Net(str(folder / "deploy.prototxt"), caffe.TEST).save(str(weights))
+    return folder, weights
+
+
+def stage_workdir(caffe, work: Path, **params) -> Path:
+    """A working directory for the time, visualize and sobel stages: db/ (synthetic digits), nets/<model>/ for
+    lenet and mlp (their Data layers read db/train_lmdb, relative to `work`) and params.yaml (tiny settings,
+    with any section overrides given)."""
+    tiny_db(work / "db")
+    for kind in MODEL_KINDS:
+        tiny_nets(caffe, work / "nets" / kind, kind, train_source="db/train_lmdb")
+    write_params(work / "params.yaml", tiny_params(**params))
+    return work
+
+
+def _png(path: Path, seed: int = 0) -> Path:
+    from caffepipe import figures
+
+    figures.apply_style()
+    fig, ax = figures.plt.subplots(figsize=(3, 2))
+    ax.plot(np.random.default_rng(seed).random(10))
+    return figures.save_figure(fig, path)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
+    """raw/, bench/, train/, eval/ and analysis/ under root, as fetch, bench-io, parse-log, evaluate and analyze
+    write them; returns the folders by name."""
+    raw = root / "raw"
+    raw.mkdir(parents=True)
+    for prefix, count, seed in (("train", 120, 1), ("t10k", 40, 2)):
+        images, labels = synthetic_digits(count, seed)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    _write(raw / "source.json", json.dumps({"dataset": "mnist", "source": "synthetic test digits",
+                                            "sha256": {"train-images-idx3-ubyte": "0" * 64}}))
+
+    bench = root / "bench"
+    _write(bench / "io.csv", "format,images_per_s,seconds\nlmdb,250000.5,0.1\nleveldb,180000.25,0.2\npng,9000.75,3.1\n")
+    _write(bench / "metrics.json", json.dumps({"lmdb_images_per_s": 250000.5, "png_images_per_s": 9000.75}))
+    _png(bench / "io.png")
+
+    train, eval_dir = root / "train", root / "eval"
+    for number, model in enumerate(models):
+        iterations = np.arange(0, 45, 5)
+        _write(train / model / "train.csv", "iteration,loss,learning_rate\n" + "".join(
+            f"{i},{2.3 * np.exp(-i / 20) + 0.05:.5f},0.01\n" for i in iterations))
+        _write(train / model / "test.csv", "iteration,accuracy,loss\n" + "".join(
+            f"{i},{0.1 + 0.8 * (1 - np.exp(-i / 15)):.4f},{2.3 * np.exp(-i / 15) + 0.1:.4f}\n" for i in (0, 20, 40)))
+        _write(train / model / "metrics.json", json.dumps({"final_iteration": 40, "final_train_loss": 0.2, "final_test_accuracy": 0.78}))
+        _write(eval_dir / model / "metrics.json", json.dumps({"iteration": 40, "accuracy": 0.8 - 0.05 * number,
+                                                              "error": 0.2 + 0.05 * number, "loss": 0.6, "errors": 8, "images": 40}))
+
+    analysis = root / "analysis"
+    _png(analysis / "errors_gallery_lenet.png", seed=1)
+    _write(analysis / "class_error_rates_lenet.csv", "class,images,errors,error_rate\n" + "".join(
+        f"{c},4,{c % 3},{(c % 3) / 4}\n" for c in range(10)))
+    _png(analysis / "cnn_vs_mlp.png", seed=2)
+    summary = {
+        "questions": {"which": "Which images are misclassified?", "per_class": "Is every class equally likely to be wrong?",
+                      "comparison": "CNN against MLP"},
+        "models": list(models),
+        "items": [
+            {"question": "which", "kind": "figure", "path": "errors_gallery_lenet.png", "model": "lenet",
+             "caption": "The most confident errors", "headline": {"label": "errors", "value": 8, "text": "8 of 40 test images are wrong"}},
+            {"question": "per_class", "kind": "table", "path": "class_error_rates_lenet.csv", "model": "lenet",
+             "caption": "Error rate per class", "headline": {"label": "worst class", "value": 2, "text": None}},
+            {"question": "comparison", "kind": "figure", "path": "cnn_vs_mlp.png", "model": None,
+             "caption": "Error over training", "headline": {"label": "final error", "value": {m: 0.2 for m in models}, "text": None}},
+        ],
+    }
+    _write(analysis / "summary.json", json.dumps(summary))
+    return {"raw": raw, "bench": bench, "train": train, "eval": eval_dir, "analysis": analysis}
+
+
+def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
+    """time/, visualize/ and sobel/ under root as `caffepipe time`, `visualize` and `sobel` write them, with
+    made-up numbers and placeholder figures; returns the folders by name."""
+    time_dir, visualize, sobel = root / "time", root / "visualize", root / "sobel"
+    for model in models:
+        _write(time_dir / model / "layers.csv", "layer,forward_ms,backward_ms\ndata,0.03,0.0\nconv1,0.2,0.3\nloss,0.01,0.001\n")
+        _write(time_dir / model / "totals.json", json.dumps({"model": model, "threads": 1, "forward_ms": 2.4, "backward_ms": 2.3,
+                                                            "forward_backward_ms": 4.7, "iterations": 2, "batch_size": 8}))
+        _write(time_dir / model / "throughput.json", json.dumps({"model": model, "threads": 1, "net": "deploy", "batch_sizes": [
+            {"batch_size": size, "passes": 2, "median_ms_per_batch": 0.2 * size, "min_ms_per_batch": 0.19 * size,
+             "ms_per_image": 0.2, "images_per_s": 5000.0} for size in (1, 8)]}))
+        _png(time_dir / model / "layers.png", seed=3)
+        _png(visualize / model / "filters.png", seed=4)
+        _write(visualize / model / "index.json", json.dumps({"model": model, "samples": [], "figures": [
+            {"file": "filters.png", "caption": f"{model}: first-layer filters", "kind": "filters", "layer": "conv1"}]}))
+    _png(sobel / "sobel.png", seed=5)
+    _write(sobel / "index.json", json.dumps({"figures": [{"file": "sobel.png", "caption": "Sobel", "kind": "sobel"}],
+                                             "kernels": {"sobel_x": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
+                                                         "sobel_y": [[-1, -2, -1], [0, 0, 0], [1, 2, 1]]}}))
+    return {"time": time_dir, "visualize": visualize, "sobel": sobel}
