@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from caffepipe.browser import check_page
 from tests.conftest import BIN, write_params
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,9 @@ def set_param(repo: Path, section: str, key: str, value) -> None:
 
 def test_snakemake_runs_everything_then_nothing_then_only_what_a_param_touches(tiny_repo: Path) -> None:
     run(["snakemake", "--cores", "4"], tiny_repo)
-    assert (tiny_repo / "reports/index.html").stat().st_size > 10_000
+    page = check_page(tiny_repo / "reports/index.html")    # the report of a tiny real run, in headless Chromium
+    assert page.ok, page.describe()
+    assert len(page.images) >= 15
     for model in ("lenet", "mlp"):
         assert json.loads((tiny_repo / f"reports/train/{model}/metrics.json").read_text())
     assert snakemake_jobs_planned(tiny_repo) == set(), "a second run must find nothing to do"
