@@ -1,0 +1,701 @@
+"""`caffepipe analyze`: answer the error-analysis questions with a figure and a number each.
+
+    caffepipe analyze --params params.yaml --eval data/eval --db data/db --out reports/analysis
+        --out-metrics reports/analysis-metrics.json
+
+Reads every model of params `netgen.models` from <eval>/<model>/ (written by `caffepipe evaluate`, see
+evaluate.py) and the test images of the `netgen.backend` database (only for the galleries; their labels must
+match the evaluation's). The analyses themselves are pure functions in analysis.py; this module draws and writes.
+
+Output folder (--out, written as a whole), `<model>` for each model; "final" is the last snapshot:
+
+Which images are misclassified?
+  errors_<model>.csv             every error of the final model, most confident first: index (in the test set),
+                                 true, predicted, p_predicted, p_true, second, p_second, margin, true_is_second,
+                                 true_rank
+  errors_gallery_<model>.png     the `analyze.gallery_max` most confident errors, titled predicted/true and p
+Why?
+  confused_pairs_<model>.csv     unordered pairs ranked: pair, a, b, a_as_b, b_as_a, count, share, rank
+  confused_pairs_<model>.png     the most-confused pairs, both directions stacked
+  confused_pairs_vs_iteration_<model>.png   the final top pairs' counts at every snapshot
+  margins_<model>.png            top-1 minus top-2 probability of errors against correct answers
+Is every class equally likely to be wrong?
+  errors_by_class_<model>.png    one bar chart per true class: its errors by predicted label
+  class_error_rates_<model>.csv  class, images, errors, error_rate, ci_low, ci_high (95% Wilson),
+                                 share_of_errors, share_of_images
+  class_error_rates_<model>.png  error rate per class with its interval; the chi-square test of equal rates
+How does each class's error change over training?
+  class_error_vs_iteration_<model>.csv / .png   iteration, total, class_0 ... (log iteration axis)
+  total_error_vs_iteration.csv / .png           model, iteration, error, loss, errors (every model)
+  snapshots_<model>.csv          per snapshot: iteration, errors, error, loss, median_confidence_of_errors,
+                                 median_margin_of_errors, share_true_is_second, top_pair, top_pair_count,
+                                 top_pair_share, chi2, chi2_p, worst_class, forgotten, learned (events into it)
+Right first, wrong later?
+  forgetting_<model>.csv         per pair of consecutive snapshots: from_iteration, to_iteration, forgotten,
+                                 learned, forgotten_class_0 ...
+  forgetting_<model>.png         events per transition and forgetting events per class
+  forgotten_images_<model>.csv   images forgotten at least once, most-forgotten first (see analysis.most_forgotten)
+  forgotten_gallery_<model>.png  the `analyze.forgotten_max` most-forgotten images
+CNN against MLP
+  cnn_vs_mlp.csv                 one row per measure, one column per model
+  cnn_vs_mlp.png                 error over training, error at the earliest snapshot, per-class error, forgetting
+Index
+  summary.json                   {"questions": {key: question}, "models": [...], "items": [{"question", "kind"
+                                 (figure|table), "path" (relative to this folder), "model" (null: every model),
+                                 "caption", "headline": {"label", "value", "text"}}, ...]}; a headline value is
+                                 a number, a string or null, or for an item of every model {model: number}
+
+--out-metrics (reports/analysis-metrics.json, a DVC metric): per model, numbers only: final_iteration,
+final_error, final_errors, final_loss, earliest_iteration, earliest_error, top_pair_share, chi2_p,
+worst_class_error, forgetting_events, images_forgotten, never_learned.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from caffepipe import analysis
+from caffepipe.atomic import atomic_output, write_text_atomic
+from caffepipe.errors import CaffepipeError
+from caffepipe.eval_format import Evaluation, read_evaluation
+from caffepipe.params import add_params_argument, load_params
+
+log = logging.getLogger(__name__)
+
+QUESTIONS = {
+    "which": "Which images are misclassified?",
+    "why": "Why are they misclassified?",
+    "per_class": "Is every class equally likely to be wrong?",
+    "over_training": "How does each class's error change over training?",
+    "forgetting": "Right first, wrong later?",
+    "comparison": "CNN against MLP",
+}
+MODEL_KINDS = {"lenet": "CNN", "mlp": "MLP"}
+# What Caffe users reported for the error at iteration 10 (the issue that asked for this analysis).
+REPORTED_EARLY_ERROR = {"lenet": 0.30, "mlp": 0.80}
+TOP_PAIRS_SHOWN = 12
+PAIRS_OVER_TRAINING = 5
+GALLERY_COLUMNS = 10
+
+
+def model_label(model: str) -> str:
+    kind = MODEL_KINDS.get(model)
+    return f"{model} ({kind})" if kind else model
+
+
+def percent(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}%"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly: numpy scalars to Python, NaN and infinities to null (inside dicts too)."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@dataclass
+class Index:
+    """The summary.json being built: every figure and table with its caption and headline number."""
+    models: list[str]
+    items: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, question: str, path: str, caption: str, headline_label: str, headline_value: Any,
+            headline_text: str, model: str | None = None) -> None:
+        kind = "figure" if path.endswith(".png") else "table"
+        self.items.append({"question": question, "kind": kind, "path": path, "model": model, "caption": caption,
+                           "headline": {"label": headline_label, "value": _plain(headline_value), "text": headline_text}})
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"questions": QUESTIONS, "models": self.models, "items": self.items}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Drawing (matplotlib is imported with the house style only when drawing)
+
+def _figures():
+    from caffepipe import figures  # noqa: PLC0415
+    figures.apply_style()
+    return figures
+
+
+def _class_colors(n_classes: int) -> list:
+    import seaborn as sns  # noqa: PLC0415
+    return sns.color_palette("colorblind", max(n_classes, 10))[:n_classes] if n_classes <= 10 else sns.color_palette("husl", n_classes)
+
+
+def _iteration_axis(ax, iterations: np.ndarray) -> None:
+    if len(iterations) and np.min(iterations) > 0:
+        ax.set_xscale("log")
+        _plain_ticks(ax.xaxis)
+    else:
+        ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("iteration (log scale)")
+
+
+def _plain_ticks(axis) -> None:
+    """Log-axis tick labels as plain numbers (0.5, 2, 30), not powers of ten."""
+    from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: PLC0415
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
+
+
+def _error_axis(ax, errors: list[np.ndarray]) -> None:
+    """A log y axis for errors in percent: late-training errors of a few tenths of a percent stay visible."""
+    values = np.concatenate([np.ravel(error) for error in errors]) if errors else np.array([])
+    values = values[~np.isnan(values)]
+    if values.size and np.all(values > 0):
+        ax.set_yscale("log")
+        _plain_ticks(ax.yaxis)
+    else:  # an error of 0 has no place on a log axis: linear below 0.1%
+        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_ylim(bottom=0)
+    ax.set_ylabel("test error, % (log scale)")
+
+
+def draw_gallery(images: np.ndarray, titles: list[str], title: str, path: Path, colors: list[str] | None = None) -> None:
+    """A grid of grey digits with a small title each; a note instead when there is nothing to show."""
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    count = len(images)
+    columns = min(GALLERY_COLUMNS, max(count, 1))
+    rows = max(1, math.ceil(count / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(1.25 * columns + 0.6, 1.45 * rows + 0.9), squeeze=False)
+    for position, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if position < count:
+            ax.imshow(np.asarray(images[position]).reshape(images.shape[-2], images.shape[-1]), cmap="gray",
+                      vmin=0, vmax=255, interpolation="nearest")
+            ax.set_title(titles[position], fontsize=8, color=(colors[position] if colors else "black"))
+    if not count:
+        axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center", fontsize=11)
+    fig.suptitle(title, fontsize=11, fontweight="bold")
+    fig.tight_layout()
+    figures.save_figure(fig, path)
+
+
+def draw_confused_pairs(pairs: pd.DataFrame, title: str, path: Path) -> None:
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    shown = pairs.head(TOP_PAIRS_SHOWN).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.42 * max(len(shown), 3) + 1.4))
+    if len(shown):
+        y = np.arange(len(shown))
+        ax.barh(y, shown["a_as_b"], label="lower digit read as the higher (a→b)", color="#0173b2")
+        ax.barh(y, shown["b_as_a"], left=shown["a_as_b"], label="higher digit read as the lower (b→a)", color="#de8f05")
+        ax.set_yticks(y, [f"{row.pair}  ({100 * row.share:.1f}%)" for row in shown.itertuples()])
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no errors", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("errors (either direction)")
+    ax.set_title(title, fontsize=11)
+    figures.save_figure(fig, path)
+
+
+def draw_pairs_over_training(iterations: np.ndarray, confusion: np.ndarray, pairs: pd.DataFrame, title: str, path: Path) -> None:
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for row in pairs.head(PAIRS_OVER_TRAINING).itertuples():
+        counts = confusion[:, row.a, row.b] + confusion[:, row.b, row.a]
+        ax.plot(iterations, counts, marker="o", label=row.pair)
+    if len(pairs):
+        ax.legend(title="pair", fontsize=8)
+    _iteration_axis(ax, iterations)
+    ax.set_ylabel("errors between the pair")
+    ax.set_title(title, fontsize=11)
+    figures.save_figure(fig, path)
+
+
+def draw_margins(error_margins: np.ndarray, correct_margins: np.ndarray, title: str, path: Path) -> None:
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    bins = np.linspace(0, 1, 41)
+    for values, label, color in ((correct_margins, "right", "#029e73"), (error_margins, "wrong", "#d55e00")):
+        if len(values):
+            weights = np.full(len(values), 1 / len(values))
+            ax.hist(values, bins=bins, weights=weights, alpha=0.6, label=f"{label} ({len(values)} images)", color=color)
+    ax.set_yscale("log")
+    ax.set_xlabel("margin: top-1 minus top-2 probability")
+    ax.set_ylabel("share of each group (log scale)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=11)
+    figures.save_figure(fig, path)
+
+
+def draw_errors_by_class(by_class: np.ndarray, title: str, path: Path) -> None:
+    """Grid of bar charts: for each true class, its errors by predicted label."""
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    n_classes = by_class.shape[0]
+    columns = min(5, n_classes)
+    rows = math.ceil(n_classes / columns)
+    colors = _class_colors(n_classes)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.7 * columns, 2.3 * rows + 0.8), sharey=True, squeeze=False)
+    total = by_class.sum()
+    for true, ax in enumerate(axes.flat):
+        if true >= n_classes:
+            ax.axis("off")
+            continue
+        ax.bar(np.arange(n_classes), by_class[true], color=colors)
+        ax.set_xticks(np.arange(n_classes))
+        ax.tick_params(axis="x", labelsize=7)
+        share = f", {100 * by_class[true].sum() / total:.0f}%" if total else ""
+        ax.set_title(f"true {true}: {by_class[true].sum()} errors{share}", fontsize=9)
+        if true % columns == 0:
+            ax.set_ylabel("errors")
+        if true // columns == rows - 1:
+            ax.set_xlabel("predicted label", fontsize=8)
+    fig.suptitle(title, fontsize=11, fontweight="bold")
+    fig.tight_layout()
+    figures.save_figure(fig, path)
+
+
+def draw_class_rates(table: pd.DataFrame, overall: float, title: str, path: Path) -> None:
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    x = table["class"].to_numpy()
+    rates = table["error_rate"].to_numpy()
+    below = np.maximum(np.nan_to_num(rates - table["ci_low"].to_numpy()), 0)
+    above = np.maximum(np.nan_to_num(table["ci_high"].to_numpy() - rates), 0)
+    ax.bar(x, 100 * rates, color=_class_colors(len(x)), yerr=100 * np.vstack([below, above]), capsize=4)
+    ax.axhline(100 * overall, color="black", linestyle="--", linewidth=1, label=f"all classes: {percent(overall)}")
+    for position, row in enumerate(table.itertuples()):
+        if not math.isnan(row.share_of_errors):
+            ax.text(position, 100 * row.ci_high if not math.isnan(row.ci_high) else 0, f"{100 * row.share_of_errors:.0f}%",
+                    ha="center", va="bottom", fontsize=7, color="dimgray")
+    ax.set_xticks(x)
+    ax.set_xlabel("true class (grey: its share of all errors)")
+    ax.set_ylabel("error rate, % (95% Wilson interval)")
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=11)
+    figures.save_figure(fig, path)
+
+
+def draw_class_error_over_training(iterations: np.ndarray, total: np.ndarray, per_class: np.ndarray, title: str, path: Path) -> None:
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for k, color in enumerate(_class_colors(per_class.shape[1])):
+        ax.plot(iterations, 100 * per_class[:, k], marker="o", markersize=3, color=color, label=str(k))
+    ax.plot(iterations, 100 * total, color="black", linewidth=2.2, linestyle="--", label="all")
+    _iteration_axis(ax, iterations)
+    _error_axis(ax, [100 * per_class, 100 * total])
+    ax.legend(title="true class", fontsize=8, ncol=2, bbox_to_anchor=(1.01, 1), loc="upper left")
+    ax.set_title(title, fontsize=11)
+    figures.save_figure(fig, path)
+
+
+def draw_total_error(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str, path: Path, ax=None) -> None:
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+    for model, (iterations, error) in curves.items():
+        ax.plot(iterations, 100 * error, marker="o", color=figures.model_color(model), label=model_label(model))
+        _iteration_axis(ax, iterations)
+    _error_axis(ax, [error for _, error in curves.values()])
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=11)
+    if own:
+        figures.save_figure(fig, path)
+
+
+def draw_forgetting(table: pd.DataFrame, per_class: np.ndarray, title: str, path: Path) -> None:
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.3), gridspec_kw={"width_ratios": [3, 2]})
+    x = np.arange(len(table))
+    labels = [f"{a}→{b}" for a, b in zip(table["from_iteration"], table["to_iteration"])]
+    for offset, column, color, label in ((-0.2, "forgotten", "#d55e00", "forgotten (right → wrong)"),
+                                         (0.2, "learned", "#029e73", "learned (wrong → right)")):
+        bars = left.bar(x + offset, table[column], width=0.4, color=color, label=label)
+        left.bar_label(bars, fontsize=7)
+    left.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
+    left.set_yscale("symlog", linthresh=10)
+    peak = max(int(table[["forgotten", "learned"]].to_numpy().max()), 1) if len(table) else 1
+    left.set_ylim(0, peak * 4)
+    left.set_ylabel("images (symlog scale)")
+    left.set_xlabel("between snapshots (iterations)")
+    left.legend(fontsize=8, loc="upper right", ncol=2)
+    left.set_title("events per pair of consecutive snapshots", fontsize=10)
+    classes = np.arange(len(per_class))
+    right.bar(classes, per_class, color=_class_colors(len(per_class)))
+    right.set_xticks(classes)
+    right.set_xlabel("true class")
+    right.set_ylabel("forgetting events")
+    right.set_title("forgetting events per class", fontsize=10)
+    fig.suptitle(title, fontsize=11, fontweight="bold")
+    fig.tight_layout()
+    figures.save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# One model
+
+@dataclass
+class ModelResult:
+    """What the comparison needs from one model's analysis."""
+    model: str
+    iterations: np.ndarray
+    total_error: np.ndarray
+    loss: np.ndarray
+    class_table: pd.DataFrame
+    forgetting_table: pd.DataFrame
+    measures: dict[str, Any]
+
+
+def _gallery_images(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    return images[np.asarray(indices, dtype=np.int64)] if len(indices) else images[:0]
+
+
+def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, settings: dict[str, Any], index: Index) -> ModelResult:
+    model, labels = evaluation.model, evaluation.labels
+    n_classes, iterations = evaluation.n_classes, evaluation.iterations
+    final_probs, final_predictions = evaluation.probs[-1], evaluation.predictions[-1]
+    final_it = evaluation.final_iteration
+    name = model_label(model)
+    n_images = len(labels)
+
+    # Which images are misclassified?
+    errors = analysis.error_table(final_probs, labels, final_predictions)
+    errors.to_csv(folder / f"errors_{model}.csv", index=False, float_format="%.6g")
+    error_rate = len(errors) / n_images if n_images else float("nan")
+    count_text = f"{len(errors)} errors of {n_images} ({percent(error_rate)})"
+    index.add("which", f"errors_{model}.csv", f"Every test image {name} misclassifies at iteration {final_it}, most "
+              "confident first, with the top-2 classes and the margin.", "errors", len(errors), count_text, model)
+    shown = errors.head(int(settings["gallery_max"]))
+    draw_gallery(_gallery_images(images, shown["index"].to_numpy()),
+                 [f"{row.predicted}/{row.true}  p={row.p_predicted:.2f}" for row in shown.itertuples()],
+                 f"{name}: which images are misclassified? {len(errors)} errors at iteration {final_it}"
+                 + (f", the {len(shown)} most confident shown" if len(shown) < len(errors) else ""),
+                 folder / f"errors_gallery_{model}.png")
+    index.add("which", f"errors_gallery_{model}.png",
+              f"Misclassified test images of {name} at iteration {final_it}, titled predicted/true and the predicted "
+              f"class's probability, most confident first: {len(shown)} of {len(errors)} shown (analyze.gallery_max).",
+              "errors", len(errors), count_text, model)
+
+    # Why?
+    confusion = evaluation.confusion[-1]
+    pairs = analysis.confused_pairs(confusion)
+    pairs.to_csv(folder / f"confused_pairs_{model}.csv", index=False, float_format="%.6g")
+    top = pairs.iloc[0] if len(pairs) else None
+    top_text = (f"{top['pair']}: {top['count']} errors ({percent(top['share'])} of all)" if top is not None else "no errors")
+    index.add("why", f"confused_pairs_{model}.csv", f"Class pairs {name} confuses at iteration {final_it}, in either "
+              "direction, most confused first.", "most confused pair", top["pair"] if top is not None else None, top_text, model)
+    draw_confused_pairs(pairs, f"{name}: which digits are taken for each other? (iteration {final_it})",
+                        folder / f"confused_pairs_{model}.png")
+    index.add("why", f"confused_pairs_{model}.png", f"The {min(TOP_PAIRS_SHOWN, len(pairs))} most-confused pairs of "
+              f"{name} at iteration {final_it}, each direction stacked; the share of all errors in brackets.",
+              "most confused pair", top["pair"] if top is not None else None, top_text, model)
+    draw_pairs_over_training(iterations, evaluation.confusion, pairs,
+                             f"{name}: are the most-confused pairs confused all along?",
+                             folder / f"confused_pairs_vs_iteration_{model}.png")
+    index.add("why", f"confused_pairs_vs_iteration_{model}.png", f"Errors between the final model's "
+              f"{min(PAIRS_OVER_TRAINING, len(pairs))} most-confused pairs of {name}, at every snapshot.",
+              "most confused pair", top["pair"] if top is not None else None, top_text, model)
+    all_margins = analysis.margins(final_probs)
+    wrong = final_predictions != labels
+    runner_up = float(errors["true_is_second"].mean()) if len(errors) else float("nan")
+    median_error_margin = float(np.median(all_margins[wrong])) if wrong.any() else float("nan")
+    median_right_margin = float(np.median(all_margins[~wrong])) if (~wrong).any() else float("nan")
+    draw_margins(all_margins[wrong], all_margins[~wrong],
+                 f"{name}: are errors near misses? (iteration {final_it})", folder / f"margins_{model}.png")
+    index.add("why", f"margins_{model}.png", f"Top-1 minus top-2 probability of {name}'s errors and right answers at "
+              f"iteration {final_it}: median {median_error_margin:.3f} for errors, {median_right_margin:.3f} for right "
+              f"answers; the true class is the runner-up in {percent(runner_up)} of the errors.",
+              "errors whose true class is the runner-up", runner_up,
+              f"the true class is the runner-up in {percent(runner_up)} of the errors", model)
+
+    # Is every class equally likely to be wrong?
+    class_table = analysis.class_error_table(confusion)
+    class_table.to_csv(folder / f"class_error_rates_{model}.csv", index=False, float_format="%.6g")
+    test = analysis.equal_error_test(class_table["errors"], class_table["images"])
+    rated = class_table.dropna(subset=["error_rate"])
+    worst = rated.loc[rated["error_rate"].idxmax()] if len(rated) else None
+    best = rated.loc[rated["error_rate"].idxmin()] if len(rated) else None
+    test_text = (f"chi-square {test.statistic:.1f} on {test.dof} degrees of freedom, p = {test.p_value:.2g}; "
+                 + (f"class {int(worst['class'])} worst at {percent(worst['error_rate'])}, class {int(best['class'])} "
+                    f"best at {percent(best['error_rate'])}" if worst is not None else "no class"))
+    index.add("per_class", f"class_error_rates_{model}.csv", f"Per-class error rates of {name} at iteration {final_it} "
+              "with 95% Wilson intervals, and each class's share of all errors and of the images.",
+              "chi-square p-value (equal error rates)", test.p_value, test_text, model)
+    draw_class_rates(class_table, error_rate,
+                     f"{name}: is every class equally likely to be wrong? (χ² p = {test.p_value:.2g})",
+                     folder / f"class_error_rates_{model}.png")
+    index.add("per_class", f"class_error_rates_{model}.png", f"Error rate of each true class of {name} at iteration "
+              f"{final_it}, 95% Wilson intervals; dashed: all classes. {test_text}.",
+              "chi-square p-value (equal error rates)", test.p_value, test_text, model)
+    by_class = analysis.errors_by_true_class(confusion)
+    draw_errors_by_class(by_class, f"{name}: what is each digit mistaken for? (iteration {final_it})",
+                         folder / f"errors_by_class_{model}.png")
+    worst_share = (f"class {int(class_table['share_of_errors'].idxmax())} holds "
+                   f"{percent(class_table['share_of_errors'].max())} of the errors") if len(errors) else "no errors"
+    index.add("per_class", f"errors_by_class_{model}.png", f"For each true class of {name}, its errors at iteration "
+              f"{final_it} by predicted label; each panel's title gives its errors and share of all errors.",
+              "largest share of errors", class_table["share_of_errors"].max() if len(errors) else None, worst_share, model)
+
+    # How does each class's error change over training?
+    total_error, per_class = analysis.error_over_snapshots(labels, evaluation.predictions, n_classes)
+    over = pd.DataFrame({"iteration": iterations, "total": total_error,
+                         **{f"class_{k}": per_class[:, k] for k in range(n_classes)}})
+    over.to_csv(folder / f"class_error_vs_iteration_{model}.csv", index=False, float_format="%.6g")
+    draw_class_error_over_training(iterations, total_error, per_class,
+                                   f"{name}: how does each class's error change over training?",
+                                   folder / f"class_error_vs_iteration_{model}.png")
+    first_text = (f"{percent(total_error[0])} at iteration {iterations[0]} down to {percent(total_error[-1])} at "
+                  f"{iterations[-1]}")
+    index.add("over_training", f"class_error_vs_iteration_{model}.png", f"Test error of each true class of {name} "
+              f"at every snapshot (log iteration axis); dashed: all classes. Error {first_text}.",
+              "final error", total_error[-1], first_text, model)
+    index.add("over_training", f"class_error_vs_iteration_{model}.csv", f"Per-class and total test error of {name} "
+              "at every snapshot.", "final error", total_error[-1], first_text, model)
+
+    # Right first, wrong later?
+    forgetting = analysis.forgetting_events(labels, evaluation.predictions)
+    per_transition_class = forgetting.per_class_per_transition(labels, n_classes)
+    forgetting_table = pd.DataFrame({
+        "from_iteration": iterations[:-1], "to_iteration": iterations[1:],
+        "forgotten": forgetting.forgotten_per_transition, "learned": forgetting.learned_per_transition,
+        **{f"forgotten_class_{k}": per_transition_class[:, k] for k in range(n_classes)},
+    })
+    forgetting_table.to_csv(folder / f"forgetting_{model}.csv", index=False)
+    forgotten_per_class = forgetting.per_class(labels, n_classes)
+    never = int(forgetting.never_learned.sum())
+    forgetting_text = (f"{forgetting.total} forgetting events over {len(iterations) - 1} transitions; "
+                       f"{forgetting.images_forgotten} images forgotten at least once; {never} never right")
+    index.add("forgetting", f"forgetting_{model}.csv", f"Images {name} gets right at one snapshot and wrong at the "
+              "next (forgotten), and the reverse (learned), per pair of consecutive snapshots and per true class.",
+              "forgetting events", forgetting.total, forgetting_text, model)
+    draw_forgetting(forgetting_table, forgotten_per_class, f"{name}: right first, wrong later?",
+                    folder / f"forgetting_{model}.png")
+    index.add("forgetting", f"forgetting_{model}.png", f"Forgetting and learning events of {name} between consecutive "
+              f"snapshots, and forgetting events per true class: {forgetting_text}.",
+              "forgetting events", forgetting.total, forgetting_text, model)
+    most = analysis.most_forgotten(forgetting, labels, final_predictions, iterations)
+    most.to_csv(folder / f"forgotten_images_{model}.csv", index=False)
+    index.add("forgetting", f"forgotten_images_{model}.csv", f"Every test image {name} forgets at least once, "
+              "most-forgotten first.", "images forgotten at least once", forgetting.images_forgotten, forgetting_text, model)
+    shown = most.head(int(settings["forgotten_max"]))
+    draw_gallery(_gallery_images(images, shown["index"].to_numpy()),
+                 [f"{row.true} forgotten {row.forgotten}×\nfinal {row.final_predicted} "
+                  f"({'right' if row.final_correct else 'wrong'})" for row in shown.itertuples()],
+                 f"{name}: which images are forgotten most? {forgetting.images_forgotten} forgotten at least once"
+                 + (f", {len(shown)} shown" if len(shown) < len(most) else "")
+                 + "\n(titled true class, forgetting events, final answer: green right, orange wrong)",
+                 folder / f"forgotten_gallery_{model}.png",
+                 colors=["#029e73" if row.final_correct else "#d55e00" for row in shown.itertuples()])
+    max_forgotten = int(most["forgotten"].max()) if len(most) else 0
+    index.add("forgetting", f"forgotten_gallery_{model}.png", f"The test images {name} forgets most often (right at "
+              f"one snapshot, wrong at the next), titled with the true class, the number of forgetting events and "
+              f"the final answer: {len(shown)} of {len(most)} forgotten images shown (analyze.forgotten_max).",
+              "most forgetting events of one image", max_forgotten, f"up to {max_forgotten} forgetting events for one image", model)
+
+    # Across snapshots: every question's number at every snapshot
+    rows = []
+    for s, iteration in enumerate(iterations):
+        row = {"iteration": int(iteration)}
+        row.update(analysis.snapshot_error_stats(evaluation.probs[s], labels, evaluation.predictions[s], n_classes))
+        row["forgotten"] = int(forgetting.forgotten_per_transition[s - 1]) if s else 0
+        row["learned"] = int(forgetting.learned_per_transition[s - 1]) if s else 0
+        rows.append(row)
+    snapshots = pd.DataFrame(rows)
+    snapshots.to_csv(folder / f"snapshots_{model}.csv", index=False, float_format="%.6g")
+    index.add("over_training", f"snapshots_{model}.csv", f"Every question's number for {name} at every snapshot: "
+              "errors, loss, confidence and margin of the errors, the most-confused pair, the chi-square test of "
+              "equal class error rates, forgetting and learning events.", "final error", total_error[-1], first_text, model)
+
+    measures = {
+        "earliest_iteration": int(iterations[0]),
+        "earliest_error": float(total_error[0]),
+        "final_iteration": final_it,
+        "final_error": float(total_error[-1]),
+        "final_errors": int(len(errors)),
+        "final_loss": float(snapshots["loss"].iloc[-1]),
+        "top_pair": top["pair"] if top is not None else "",
+        "top_pair_share": float(top["share"]) if top is not None else float("nan"),
+        "share_true_is_second": runner_up,
+        "median_margin_of_errors": median_error_margin,
+        "chi2": test.statistic,
+        "chi2_p": test.p_value,
+        "worst_class": int(worst["class"]) if worst is not None else -1,
+        "worst_class_error": float(worst["error_rate"]) if worst is not None else float("nan"),
+        "forgetting_events": forgetting.total,
+        "images_forgotten": forgetting.images_forgotten,
+        "never_learned": never,
+    }
+    return ModelResult(model, iterations, total_error, snapshots["loss"].to_numpy(), class_table, forgetting_table, measures)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# All models
+
+COMPARISON_ROWS = (
+    ("earliest_iteration", "earliest snapshot (iteration)"),
+    ("earliest_error", "error at the earliest snapshot"),
+    ("final_iteration", "final iteration"),
+    ("final_error", "final error"),
+    ("final_errors", "final errors (images)"),
+    ("final_loss", "final loss"),
+    ("top_pair", "most-confused pair"),
+    ("top_pair_share", "its share of the errors"),
+    ("share_true_is_second", "errors with the true class as runner-up"),
+    ("median_margin_of_errors", "median top-2 margin of the errors"),
+    ("chi2_p", "chi-square p (equal class error rates)"),
+    ("worst_class", "worst class"),
+    ("worst_class_error", "its error rate"),
+    ("forgetting_events", "forgetting events"),
+    ("images_forgotten", "images forgotten at least once"),
+    ("never_learned", "images never right"),
+)
+
+
+def draw_comparison(results: list[ModelResult], title: str, path: Path) -> None:
+    figures = _figures()
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
+    draw_total_error({r.model: (r.iterations, r.total_error) for r in results}, "test error over training", path, ax=axes[0, 0])
+
+    ax = axes[0, 1]
+    x = np.arange(len(results))
+    early = [100 * r.measures["earliest_error"] for r in results]
+    bars = ax.bar(x, early, color=[figures.model_color(r.model) for r in results])
+    reported_label = "reported by Caffe users at iteration 10"
+    for bar, r in zip(bars, results):
+        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{bar.get_height():.1f}%", ha="center", va="bottom")
+        reported = REPORTED_EARLY_ERROR.get(r.model)
+        if reported is not None:
+            ax.hlines(100 * reported, bar.get_x() - 0.05, bar.get_x() + bar.get_width() + 0.05, colors="black",
+                      linestyles=":", linewidth=2, label=reported_label)
+            reported_label = None
+    ax.set_xticks(x, [f"{model_label(r.model)}\niteration {r.measures['earliest_iteration']}" for r in results])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("test error, %")
+    if reported_label is None:
+        ax.legend(fontsize=8)
+    ax.set_title("error at the earliest snapshot", fontsize=10)
+
+    ax = axes[1, 0]
+    width = 0.8 / max(len(results), 1)
+    for position, r in enumerate(results):
+        table = r.class_table
+        offset = (position - (len(results) - 1) / 2) * width
+        rates = table["error_rate"].to_numpy()
+        yerr = np.maximum(np.vstack([np.nan_to_num(rates - table["ci_low"]), np.nan_to_num(table["ci_high"] - rates)]), 0)
+        ax.bar(table["class"] + offset, 100 * rates, width=width, yerr=100 * yerr, capsize=2,
+               color=figures.model_color(r.model), label=model_label(r.model))
+    ax.set_xticks(results[0].class_table["class"] if results else [])
+    ax.set_xlabel("true class")
+    ax.set_ylabel("final error rate, % (95% Wilson)")
+    ax.legend(fontsize=8)
+    ax.set_title("per-class error of the final model", fontsize=10)
+
+    ax = axes[1, 1]
+    for r in results:
+        table = r.forgetting_table
+        if len(table):
+            ax.plot(table["to_iteration"], table["forgotten"], marker="o", color=figures.model_color(r.model),
+                    label=f"{model_label(r.model)}: {r.measures['forgetting_events']} in all")
+            _iteration_axis(ax, table["to_iteration"].to_numpy())
+    ax.set_ylabel("images forgotten since the previous snapshot")
+    ax.set_xlabel("snapshot iteration (log scale)")
+    if any(len(r.forgetting_table) for r in results):
+        ax.legend(fontsize=8)
+    ax.set_title("forgetting events", fontsize=10)
+    fig.suptitle(title, fontsize=12, fontweight="bold")
+    fig.tight_layout()
+    figures.save_figure(fig, path)
+
+
+def write_analysis(evaluations: dict[str, Evaluation], images: np.ndarray, folder: Path,
+                   settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write every figure and table into `folder`; returns (summary.json contents, headline metrics)."""
+    index = Index(models=list(evaluations))
+    results = []
+    for model, evaluation in evaluations.items():
+        log.info("analysing %s: %d snapshots, %d test images", model, len(evaluation.iterations), len(evaluation.labels))
+        results.append(analyze_model(evaluation, images, folder, settings, index))
+
+    total = pd.concat([pd.DataFrame({"model": r.model, "iteration": r.iterations, "error": r.total_error,
+                                     "loss": r.loss, "errors": np.round(r.total_error * len(evaluations[r.model].labels)).astype(int)})
+                       for r in results], ignore_index=True)
+    total.to_csv(folder / "total_error_vs_iteration.csv", index=False, float_format="%.6g")
+    draw_total_error({r.model: (r.iterations, r.total_error) for r in results},
+                     "How does the total error change over training?", folder / "total_error_vs_iteration.png")
+    final_text = "; ".join(f"{r.model} {percent(r.measures['final_error'])} at {r.measures['final_iteration']}" for r in results)
+    for path in ("total_error_vs_iteration.png", "total_error_vs_iteration.csv"):
+        index.add("over_training", path, f"Total test error of every model at every snapshot (log axes): {final_text}.",
+                  "final error", {r.model: r.measures["final_error"] for r in results}, final_text)
+
+    comparison = pd.DataFrame({"measure": [label for _, label in COMPARISON_ROWS],
+                               "key": [key for key, _ in COMPARISON_ROWS],
+                               **{r.model: [r.measures[key] for key, _ in COMPARISON_ROWS] for r in results}})
+    comparison.to_csv(folder / "cnn_vs_mlp.csv", index=False, float_format="%.6g")
+    early_text = "; ".join(f"{model_label(r.model)} {percent(r.measures['earliest_error'])} at iteration "
+                           f"{r.measures['earliest_iteration']}" for r in results)
+    reported = ", ".join(f"{model} {100 * value:.0f}%" for model, value in REPORTED_EARLY_ERROR.items())
+    title = " against ".join(model_label(r.model) for r in results) if len(results) > 1 else model_label(results[0].model)
+    draw_comparison(results, f"{title}: side by side", folder / "cnn_vs_mlp.png")
+    for path, what in (("cnn_vs_mlp.png", "Error over training, error at the earliest snapshot, per-class final "
+                        "error and forgetting events of every model side by side."),
+                       ("cnn_vs_mlp.csv", "Every headline number of every model side by side.")):
+        index.add("comparison", path, f"{what} Error at the earliest snapshot: {early_text} (Caffe users reported "
+                  f"about {reported} at iteration 10).", "error at the earliest snapshot",
+                  {r.model: r.measures["earliest_error"] for r in results}, early_text)
+
+    metrics = {r.model: {key: _plain(r.measures[key]) for key in (
+        "final_iteration", "final_error", "final_errors", "final_loss", "earliest_iteration", "earliest_error",
+        "top_pair_share", "chi2_p", "worst_class_error", "forgetting_events", "images_forgotten", "never_learned")}
+        for r in results}
+    summary = index.as_dict()
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+    return summary, metrics
+
+
+def read_test_images(params: dict[str, Any], db: Path) -> tuple[np.ndarray, np.ndarray]:
+    from caffepipe.datum import db_path, read_db  # noqa: PLC0415
+    backend = params["netgen"]["backend"]
+    return read_db(db_path(db, "test", backend), backend)
+
+
+def analyze(params: dict[str, Any], eval_dir: Path, db: Path, out: Path, out_metrics: Path) -> dict[str, Any]:
+    models = list(params["netgen"]["models"])
+    evaluations = {model: read_evaluation(eval_dir / model, model) for model in models}
+    images, labels = read_test_images(params, db)
+    for model, evaluation in evaluations.items():
+        if len(labels) != len(evaluation.labels) or not np.array_equal(labels, evaluation.labels):
+            raise CaffepipeError(f"{eval_dir / model} was evaluated on other test images than those in {db} "
+                                 f"({len(evaluation.labels)} against {len(labels)} images); re-run `caffepipe evaluate`")
+    with atomic_output(out, directory=True) as folder:
+        summary, metrics = write_analysis(evaluations, images, folder, params["analyze"])
+    write_text_atomic(out_metrics, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    log.info("wrote %d figures and tables to %s", len(summary["items"]), out)
+    return metrics
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="caffepipe analyze", description=__doc__.split("\n")[0])
+    add_params_argument(parser)
+    parser.add_argument("--eval", required=True, type=Path, help="folder of the evaluations (data/eval)")
+    parser.add_argument("--db", required=True, type=Path, help="the database folder (data/db), for the test images")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (reports/analysis)")
+    parser.add_argument("--out-metrics", required=True, type=Path, help="headline numbers JSON (reports/analysis-metrics.json)")
+    args = parser.parse_args(argv)
+    analyze(load_params(args.params), args.eval, args.db, args.out, args.out_metrics)
+    return 0
