@@ -1,0 +1,155 @@
+"""train's pure parts: what to train, what to replay, what a fingerprint covers, where Caffe's log goes."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from caffepipe import netgen, train
+from caffepipe.caffe_env import import_caffe
+from caffepipe.errors import CaffepipeError
+from caffepipe.train import Plan, plan_training, replayed_batches
+from tests.conftest import tiny_params
+
+caffe = import_caffe(threads=1)
+from caffe.proto import caffe_pb2  # noqa: E402
+
+SCHEDULE = [10, 30, 100, 5000, 10000]
+
+
+@pytest.mark.parametrize("intact, completed, expected", [
+    (set(), False, Plan(0, 10000)),                                # fresh
+    ({10, 30}, False, Plan(30, 10000)),                            # interrupted after 30
+    ({10, 30, 77}, False, Plan(77, 10000)),                        # stopped by a signal at 77
+    ({10, 100, 5000}, False, Plan(10, 10000)),                     # 30 damaged: re-made from 10
+    ({30, 100, 5000, 10000}, True, Plan(0, 10000)),                # 10 added to the schedule
+    ({10, 30, 100, 5000, 10000}, True, None),                      # complete
+    ({10, 30, 100, 5000, 10000, 20000}, True, None),
+    ({10, 30, 100, 5000, 10000}, False, Plan(10000, 10000)),       # final test missing: only test
+])
+def test_plan_resumes_from_the_newest_snapshot_before_the_first_missing_one(intact, completed, expected) -> None:
+    assert plan_training(SCHEDULE, intact, 10000, completed) == expected
+
+
+def test_replayed_batches_count_the_tests_before_the_snapshot() -> None:
+    assert replayed_batches(0, 500, True, [100]) == (0, [0])
+    # tests at 0 and 500 come before iteration 600; the test at 1000 is repeated by the resumed solver
+    assert replayed_batches(600, 500, True, [100]) == (600, [200])
+    assert replayed_batches(1000, 500, True, [100, 7]) == (1000, [200, 14])
+    assert replayed_batches(1000, 500, False, [100]) == (1000, [100])
+    assert replayed_batches(1001, 500, True, [100]) == (1001, [300])
+    assert replayed_batches(50, 0, True, [100]) == (50, [0])
+
+
+def make_nets(tmp_path: Path, params: dict, model: str = "lenet") -> train.NetFiles:
+    db = tmp_path / "db"
+    db.mkdir(exist_ok=True)
+    (db / "info.json").write_text('{"train": 640, "test": 200}')
+    folder = tmp_path / "nets"
+    folder.mkdir(exist_ok=True)
+    for name, text in netgen.generate(params, model, db, folder).items():
+        (folder / name).write_text(text)
+    return train.load_nets(caffe_pb2, folder)
+
+
+def fingerprint_of(tmp_path: Path, params: dict, digests: dict | None = None, model: str = "lenet") -> str:
+    return train.fingerprint(caffe_pb2, make_nets(tmp_path, params, model), digests or {"train_lmdb": "a", "test_lmdb": "b"})[0]
+
+
+def test_the_fingerprint_follows_what_changes_the_weights(tmp_path: Path) -> None:
+    base = fingerprint_of(tmp_path, tiny_params())
+    assert fingerprint_of(tmp_path, tiny_params()) == base
+    # nets, solver and data change it
+    assert fingerprint_of(tmp_path, tiny_params(), model="mlp") != base
+    assert fingerprint_of(tmp_path, tiny_params(netgen={"train_batch_size": 32})) != base
+    assert fingerprint_of(tmp_path, tiny_params(train={"base_lr": 0.02})) != base
+    assert fingerprint_of(tmp_path, tiny_params(train={"random_seed": 7})) != base
+    assert fingerprint_of(tmp_path, tiny_params(), {"train_lmdb": "other", "test_lmdb": "b"}) != base
+    # the snapshot schedule does not; max_iter does not unless the learning rate depends on it
+    assert fingerprint_of(tmp_path, tiny_params(train={"snapshot_interval": 7, "snapshot_iters": [5]})) == base
+    assert fingerprint_of(tmp_path, tiny_params(train={"max_iter": 80})) == base
+    poly = fingerprint_of(tmp_path, tiny_params(train={"lr_policy": "poly"}))
+    assert fingerprint_of(tmp_path, tiny_params(train={"lr_policy": "poly", "max_iter": 80})) != poly
+
+
+def test_the_fingerprint_ignores_where_the_databases_are(tmp_path: Path) -> None:
+    nets = make_nets(tmp_path, tiny_params())
+    before = train.fingerprint(caffe_pb2, nets, {"x": "1"})[0]
+    nets.train.layer[0].data_param.source = "/elsewhere/train_lmdb"
+    nets.solver.train_net = "/elsewhere/train.prototxt"
+    assert train.fingerprint(caffe_pb2, nets, {"x": "1"})[0] == before
+
+
+def test_stale_nets_are_refused(tmp_path: Path) -> None:
+    nets = make_nets(tmp_path, tiny_params())
+    train.check_solver_matches_params(caffe_pb2, nets.solver, tiny_params()["train"], Path("solver.prototxt"))
+    with pytest.raises(CaffepipeError, match="max_iter"):
+        train.check_solver_matches_params(caffe_pb2, nets.solver, tiny_params(train={"max_iter": 41})["train"],
+                                          Path("solver.prototxt"))
+
+
+def test_database_digest_is_the_records_not_the_files(tmp_path: Path) -> None:
+    import lmdb
+    import plyvel
+
+    records = [(b"%08d" % index, bytes([index]) * 10) for index in range(20)]
+    with lmdb.open(str(tmp_path / "a_lmdb"), map_size=1 << 20) as env, env.begin(write=True) as txn:
+        for key, value in records:
+            txn.put(key, value)
+    db = plyvel.DB(str(tmp_path / "a_leveldb"), create_if_missing=True)
+    for key, value in reversed(records):
+        db.put(key, value)
+    db.close()
+    lmdb_digest = train.database_digest(tmp_path / "a_lmdb", "lmdb")
+    assert lmdb_digest == train.database_digest(tmp_path / "a_leveldb", "leveldb")
+    with lmdb.open(str(tmp_path / "a_lmdb"), map_size=1 << 20) as env, env.begin(write=True) as txn:
+        txn.put(b"00000003", b"changed")
+    assert train.database_digest(tmp_path / "a_lmdb", "lmdb") != lmdb_digest
+
+
+def test_caffe_log_to_sends_fd2_to_the_file_and_messages_to_the_terminal(tmp_path: Path, capfd) -> None:
+    logger = logging.getLogger("caffepipe.test")
+    handler = logging.StreamHandler(sys.stderr)
+    logging.getLogger().addHandler(handler)
+    try:
+        with train.caffe_log_to(tmp_path / "logs" / "segment-001.log") as terminal:
+            os.write(2, b"I20261122 11:37:50.217981  9252 solver.cpp:414] from Caffe\n")
+            logger.warning("from caffepipe")
+            terminal.write("progress\n")
+        os.write(2, b"after\n")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert (tmp_path / "logs" / "segment-001.log").read_text() == "I20261122 11:37:50.217981  9252 solver.cpp:414] from Caffe\n"
+    stderr = capfd.readouterr().err
+    assert "from caffepipe" in stderr and "progress" in stderr and "after" in stderr and "from Caffe" not in stderr
+
+
+def test_segments_are_numbered_and_archiving_moves_everything(tmp_path: Path) -> None:
+    folder = train.TrainingFolder(tmp_path / "out", "lenet")
+    assert folder.next_segment_log().name == "segment-001.log"
+    folder.logs.mkdir(parents=True)
+    (folder.logs / "segment-001.log").write_text("x")
+    (folder.logs / "segment-002.log").write_text("y")
+    assert folder.next_segment_log().name == "segment-003.log"
+    (folder.snapshots / "lenet_iter_10.caffemodel").write_text("w")
+    first = train.archive_snapshots(folder, "abc")
+    second_files = (folder.snapshots / "lenet_iter_10.caffemodel")
+    second_files.write_text("w2")
+    second = train.archive_snapshots(folder, "abc")
+    assert first == folder.archive / "abc" and second == folder.archive / "abc-2"
+    assert (first / "logs" / "segment-002.log").read_text() == "y"
+    assert (second / "lenet_iter_10.caffemodel").read_text() == "w2"
+    assert folder.snapshots.is_dir() and not any(folder.snapshots.iterdir())
+    assert train.archive_snapshots(folder, "abc") is None
+
+
+def test_every_solver_key_of_params_is_checked_against_the_solver() -> None:
+    """A train key that netgen puts in the solver must be compared by train, or stale nets would slip through."""
+    not_in_solver = {"snapshot_iters", "threads"}
+    assert set(train.SOLVER_FIELDS_FROM_PARAMS) == set(tiny_params()["train"]) - not_in_solver
+    solver = netgen.build_solver(caffe_pb2, tiny_params()["train"], train_net="", test_net="", test_iter=1, snapshot_prefix="x")
+    for key, field in train.SOLVER_FIELDS_FROM_PARAMS.items():
+        assert solver.HasField(field), key
