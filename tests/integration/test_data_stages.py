@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from caffepipe import caffe_env
@@ -84,3 +86,32 @@ def test_caffe_trains_from_each_backend(mnist_raw: Path, tmp_path: Path, backend
     assert f"Opened {'lmdb' if backend == 'lmdb' else 'leveldb'}" in result.stderr
     losses = [float(v) for v in re.findall(r"Iteration \d+ .*loss = ([\d.]+)", result.stderr)]
     assert len(losses) >= 3 and losses[-1] < losses[0]
+
+
+def test_bench_io_reads_every_format_in_python_and_in_caffe(tmp_path: Path, synthetic_raw: Path) -> None:
+    """export-images then bench-io on real databases, real files and the real Caffe Data / ImageData layers."""
+    params = write_params(tmp_path / "params.yaml", tiny_params(
+        export_images={"count": 64}, bench_io={"repeats": 2, "cold": True, "caffe_batch_size": 16, "caffe_batches": 3}))
+    run_caffepipe("build-db", "--params", str(params), "--raw", str(synthetic_raw), "--out", str(tmp_path / "db"))
+    run_caffepipe("export-images", "--params", str(params), "--raw", str(synthetic_raw), "--out", str(tmp_path / "images"))
+    run_caffepipe("bench-io", "--params", str(params), "--raw", str(synthetic_raw), "--db", str(tmp_path / "db"),
+                  "--images", str(tmp_path / "images"), "--out", str(tmp_path / "bench"))
+    table = pd.read_csv(tmp_path / "bench/io.csv")
+    expected = {(reader, source) for source in ("numpy", "lmdb", "leveldb", "jpeg", "png") for reader in ["python"]}
+    expected |= {("caffe", "lmdb"), ("caffe", "leveldb"), ("caffe", "jpeg")}
+    assert set(zip(table["reader"], table["source"])) == expected
+    assert set(table["cache"]) == {"cold", "warm"} and table["format"].is_unique
+    assert (table["images_per_s"] > 0).all() and (table["repeats"] == 2).all()
+    assert set(table[table["reader"] == "caffe"]["images"]) == {48}          # 3 batches of 16
+    metrics = json.loads((tmp_path / "bench/metrics.json").read_text())
+    assert metrics["lmdb_mean_abs_pixel_error"] == 0 and metrics["png_mean_abs_pixel_error"] == 0
+    assert metrics["python_lmdb_over_jpeg_warm"] > 0 and metrics["caffe_lmdb_over_jpeg_cold"] > 0
+    assert (tmp_path / "bench/io.png").stat().st_size > 1000
+
+
+def test_bench_io_without_exported_images_names_the_stage_to_run(tmp_path: Path, synthetic_raw: Path) -> None:
+    params = write_params(tmp_path / "params.yaml", tiny_params())
+    result = run_caffepipe("bench-io", "--params", str(params), "--raw", str(synthetic_raw), "--db", str(tmp_path / "db"),
+                           "--images", str(tmp_path / "images"), "--out", str(tmp_path / "bench"), check=False)
+    assert result.returncode == 2 and "run `caffepipe build-db` first" in result.stderr
+    assert not (tmp_path / "bench").exists()
