@@ -195,7 +195,7 @@ STAGES: tuple[Stage, ...] = (
             Output("reports/analysis-metrics.json", metric=True),
         ),
         params=("analyze", MODELS_PARAM, "netgen.backend"),
-        code=("analyze.py", "analysis.py", "eval_format.py", "figures.py", "datum.py"),
+        code=("analyze.py", "analysis.py", "analysis_figures.py", "eval_format.py", "figures.py", "datum.py"),
         mem_mb=4000,
     ),
     Stage(
