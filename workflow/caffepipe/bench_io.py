@@ -187,10 +187,12 @@ def headline_metrics(table: pd.DataFrame, decode_check: dict[str, float]) -> dic
 
 
 def draw_figure(table: pd.DataFrame, path: Path) -> None:
-    """One panel per reader: images/s per format (log axis), cold and warm bars, whiskers from min to max."""
+    """One panel per reader on one log axis: images/s per format, cold and warm bars, whiskers from min to max."""
+    from matplotlib.ticker import NullFormatter  # noqa: PLC0415
+
     figures.apply_style()
     readers = [r for r in ("python", "caffe") if r in set(table["reader"])]
-    fig, axes = figures.plt.subplots(1, len(readers), figsize=(6 * len(readers), 3.6), squeeze=False)
+    fig, axes = figures.plt.subplots(1, len(readers), figsize=(6.5 * len(readers), 3.8), squeeze=False, sharex=True)
     titles = {"python": "Python: read + decode to uint8", "caffe": "Caffe: input-layer forward"}
     caches = sorted(table["cache"].unique())
     colors = dict(zip(caches, figures.sns.color_palette(figures.PALETTE)))
@@ -203,11 +205,15 @@ def draw_figure(table: pd.DataFrame, path: Path) -> None:
             y = np.arange(len(sources)) + (offset - (len(caches) - 1) / 2) * height
             error = [part["images_per_s"] - part["images_per_s_min"], part["images_per_s_max"] - part["images_per_s"]]
             ax.barh(y, part["images_per_s"], height=height, xerr=error, color=colors[cache], label=cache, capsize=2)
+            for position, rate, top in zip(y, part["images_per_s"], part["images_per_s_max"]):
+                ax.text(top * 1.2, position, f"{rate:,.0f}", va="center", fontsize=7)
         ax.set_yticks(np.arange(len(sources)), sources)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("images per second (median; whiskers: min to max)")
         ax.set_title(titles[reader])
-        ax.legend(title="page cache", loc="lower right")
+    axes[0][0].set_xlim(right=table["images_per_s_max"].max() * 8)     # room for the value labels
+    axes[0][-1].legend(title="page cache", loc="lower right", fontsize=8)
     fig.tight_layout()
     figures.save_figure(fig, path)
 
