@@ -347,10 +347,21 @@ def test_two_fresh_runs_give_identical_weights(tmp_path: Path, tiny_db: Path, th
     assert finals[0] == finals[1]
 
 
-def test_mlp_trains_from_leveldb(tmp_path: Path, tiny_db: Path) -> None:
+def folder_state(path: Path) -> dict[str, bytes]:
+    return {str(file.relative_to(path)): file.read_bytes() for file in sorted(path.rglob("*")) if file.is_file()}
+
+
+def test_mlp_trains_from_leveldb_and_leaves_the_tracked_databases_untouched(tmp_path: Path, tiny_db: Path) -> None:
+    """LevelDB rewrites its folder whenever it is opened; training and `caffe time` must read copies, or DVC
+    would find build-db's output modified after every run."""
+    before = {name: folder_state(tiny_db / name) for name in ("train_leveldb", "test_leveldb")}
     workspace = Workspace(tmp_path / "ws", tiny_db, model="mlp", netgen={"backend": "leveldb"})
     workspace.netgen()
     assert "train_leveldb" in (workspace.nets / "train.prototxt").read_text()
     workspace.train()
     _, test_rows, metrics = workspace.parse_log()
     assert metrics["iteration"] == 40 and metrics["test"]["accuracy"] > 0.5  # the synthetic digits are easy
+    run_caffepipe("time", "--params", "params.yaml", "--model", "mlp", "--nets", "data/nets/mlp", "--weights",
+                  "data/train/mlp/final.caffemodel", "--out", "reports/time/mlp", "--threads", "1", cwd=workspace.root)
+    assert (workspace.root / "reports/time/mlp/layers.csv").exists()
+    assert {name: folder_state(tiny_db / name) for name in before} == before

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from caffepipe.datum import db_path, decode_datum, encode_datum, read_db
+from caffepipe.datum import db_path, decode_datum, encode_datum, iterate_db, read_db
 from caffepipe.errors import CaffepipeError
 
 
@@ -34,3 +34,18 @@ def test_database_names_and_missing_database(tmp_path) -> None:
         db_path("data/db", "validation", "lmdb")
     with pytest.raises(CaffepipeError, match="run `caffepipe build-db` first"):
         read_db(tmp_path / "nope", "lmdb")
+
+
+def test_reading_a_leveldb_leaves_its_folder_as_it_was(tmp_path) -> None:
+    """Opening a LevelDB rewrites its files; our readers open a copy so the tracked output never changes."""
+    import plyvel
+
+    from caffepipe.build_db import write_leveldb
+
+    write_leveldb(tmp_path / "db", [(b"%08d" % i, encode_datum(np.full((1, 2, 2), i, np.uint8), i)) for i in range(5)])
+    state = lambda: {p.name: p.read_bytes() for p in (tmp_path / "db").iterdir()}  # noqa: E731
+    before = state()
+    assert [decode_datum(value)[1] for _, value in iterate_db(tmp_path / "db", "leveldb")] == [0, 1, 2, 3, 4]
+    assert state() == before
+    plyvel.DB(str(tmp_path / "db")).close()          # what any in-place reader does
+    assert state() != before

@@ -19,6 +19,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -73,8 +74,9 @@ def evict_from_page_cache(path: Path) -> bool:
 # --- python readers: each returns the images as one (count, height, width) uint8 array ----------------------------
 
 def read_database(path: Path, backend: str, count: int, shape: tuple[int, int]) -> np.ndarray:
+    """A LevelDB `path` must be a copy: opening it changes its files (datum.readable_database)."""
     images = np.empty((count, *shape), dtype=np.uint8)
-    for index, (_, value) in enumerate(iterate_db(path, backend)):
+    for index, (_, value) in enumerate(iterate_db(path, backend, in_place=True)):
         if index == count:
             break
         images[index] = decode_datum(value)[0][0]
@@ -235,10 +237,15 @@ def build_readers(raw: Path, db: Path, images: Path, params: dict[str, Any], wor
     stores.update({backend: (db_path(db, "train", backend), info["train"]) for backend in info["backends"]})
     stores.update({name: (folder, count) for name, (folder, _) in lists.items()})
 
+    # The readers read LevelDB from a copy (datum.readable_database says why); the stores are what is measured on disk.
+    read_paths = {backend: stores[backend][0] for backend in info["backends"]}
+    if "leveldb" in read_paths:
+        read_paths["leveldb"] = work / "train_leveldb"
+        shutil.copytree(stores["leveldb"][0], read_paths["leveldb"])
     readers: dict[tuple[str, str], tuple[Reader, Path, int]] = {
         ("python", "numpy"): (lambda: read_raw_array(raw / TRAIN_IMAGES, count, shape), stores["numpy"][0], count)}
     for backend in info["backends"]:
-        path = stores[backend][0]
+        path = read_paths[backend]
         readers["python", backend] = (lambda p=path, b=backend: read_database(p, b, count, shape), path, count)
     for name in names:
         folder = stores[name][0]
@@ -248,8 +255,8 @@ def build_readers(raw: Path, db: Path, images: Path, params: dict[str, Any], wor
     batches = max(1, min(params["caffe_batches"], count // batch_size))   # never wrap around to re-read images
     caffe = import_caffe(threads=1)
     for backend in info["backends"]:
-        prototxt = input_net_prototxt(caffe, backend, stores[backend][0], batch_size)
-        readers["caffe", backend] = (caffe_reader(caffe, prototxt, batches, work), stores[backend][0], batches * batch_size)
+        prototxt = input_net_prototxt(caffe, backend, read_paths[backend], batch_size)
+        readers["caffe", backend] = (caffe_reader(caffe, prototxt, batches, work), read_paths[backend], batches * batch_size)
     if "jpeg" in manifest["formats"]:
         folder = stores["jpeg"][0]
         prototxt = input_net_prototxt(caffe, "imagedata", images / manifest["formats"]["jpeg"]["list"], batch_size, folder)

@@ -32,16 +32,18 @@ import logging
 import re
 import statistics
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
 from caffepipe import caffe_env, figures
 from caffepipe.atomic import atomic_output
+from caffepipe.datum import redirect_leveldb_sources
 from caffepipe.errors import CaffepipeError
 from caffepipe.params import add_params_argument, load_params
 
@@ -193,19 +195,33 @@ def plot_layers(result: CaffeTime, model: str, threads: int, path: Path) -> None
     figures.save_figure(fig, path)
 
 
+def net_reading_copies(caffe: Any, net_path: Path, work: Path) -> Path:
+    """netgen's training net, or when it reads a LevelDB, a copy in `work` that reads a copy of the database
+    (datum.readable_database says why)."""
+    from google.protobuf import text_format  # noqa: PLC0415
+
+    net = text_format.Parse(net_path.read_text(), caffe.proto.caffe_pb2.NetParameter())
+    if not redirect_leveldb_sources(net, work):
+        return net_path
+    copy = work / net_path.name
+    copy.write_text(text_format.MessageToString(net))
+    return copy
+
+
 def run_time_stage(params: dict, model: str, nets: Path, weights: Path, out: Path, threads: int) -> CaffeTime:
     section = params["time"]
     train_net, deploy_net = nets / "train.prototxt", nets / "deploy.prototxt"
     for path, stage in ((train_net, "netgen"), (deploy_net, "netgen"), (weights, "train")):
         if not path.is_file():
             raise CaffepipeError(f"{path} not found; it is made by `caffepipe {stage}`")
-    with atomic_output(out, directory=True) as temporary:
-        result = run_caffe_time(train_net, section["iterations"], threads, temporary / "caffe_time.log")
+    caffe = caffe_env.import_caffe(threads=threads)
+    with atomic_output(out, directory=True) as temporary, tempfile.TemporaryDirectory(prefix="caffepipe-time-") as work:
+        timed_net = net_reading_copies(caffe, train_net, Path(work))
+        result = run_caffe_time(timed_net, section["iterations"], threads, temporary / "caffe_time.log")
         (temporary / "layers.csv").write_text(layers_csv(result))
         totals = {"model": model, "threads": threads, **result.totals()}
         (temporary / "totals.json").write_text(json.dumps(totals, indent=2) + "\n")
         plot_layers(result, model, threads, temporary / "layers.png")
-        caffe = caffe_env.import_caffe(threads=threads)
         rows = measure_throughput(caffe, deploy_net, weights, list(section["throughput_batch_sizes"]), section["iterations"])
         throughput = {"model": model, "threads": threads, "net": "deploy", "batch_sizes": rows}
         (temporary / "throughput.json").write_text(json.dumps(throughput, indent=2) + "\n")

@@ -7,8 +7,11 @@ Keys are b'%08d' % index, as convert_mnist_data writes them, so our databases an
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -92,8 +95,46 @@ def decode_datum(record: bytes) -> tuple[np.ndarray, int]:
     return image, int(fields.get(5, 0))
 
 
-def iterate_db(path: str | Path, backend: str) -> Iterator[tuple[bytes, bytes]]:
-    """(key, value) pairs in key order, from an LMDB or a LevelDB folder."""
+# LevelDB writes to its folder whenever it is opened, even only to read: a new log file and MANIFEST, CURRENT,
+# LOCK and LOG. Reading build-db's tracked output in place would change what DVC recorded for it (`dvc status`
+# would show data/db modified, and `dvc repro` would rebuild everything downstream). So every LevelDB reader,
+# ours and Caffe's, opens a throw-away copy. LMDB opened read-only without a lock changes nothing; Caffe's
+# read-only open still writes LMDB's lock.mdb, which .dvcignore leaves out of the hash.
+
+@contextmanager
+def readable_database(path: str | Path, backend: str) -> Iterator[Path]:
+    """A path to open the database from without changing `path`: a temporary copy for LevelDB."""
+    path = Path(path)
+    if backend != "leveldb":
+        yield path
+        return
+    if not path.is_dir():
+        raise CaffepipeError(f"{path}: no such leveldb database; run `caffepipe build-db` first")
+    with tempfile.TemporaryDirectory(prefix="caffepipe-leveldb-") as work:
+        copy = Path(work) / path.name
+        shutil.copytree(path, copy)
+        yield copy
+
+
+def redirect_leveldb_sources(net: Any, work: Path) -> int:
+    """Point the LevelDB Data layers of a caffe_pb2.NetParameter at copies in `work` (copied once, then shared
+    by every layer reading the same database); returns how many layers were redirected."""
+    redirected = 0
+    for layer in net.layer:
+        # backend 0 is DataParameter.LEVELDB, also Caffe's default when a prototxt leaves it out
+        if layer.type == "Data" and layer.data_param.backend == 0:
+            source = Path(layer.data_param.source)
+            copy = work / source.name
+            if not copy.exists():
+                shutil.copytree(source, copy)
+            layer.data_param.source = str(copy.resolve())
+            redirected += 1
+    return redirected
+
+
+def iterate_db(path: str | Path, backend: str, in_place: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) pairs in key order, from an LMDB or a LevelDB folder. A LevelDB is read from a copy
+    unless in_place (for a copy the caller made itself)."""
     path = Path(path)
     if not path.is_dir():
         raise CaffepipeError(f"{path}: no such {backend} database; run `caffepipe build-db` first")
@@ -105,11 +146,12 @@ def iterate_db(path: str | Path, backend: str) -> Iterator[tuple[bytes, bytes]]:
     elif backend == "leveldb":
         import plyvel
 
-        db = plyvel.DB(str(path), create_if_missing=False)
-        try:
-            yield from db.iterator()
-        finally:
-            db.close()
+        with nullcontext(path) if in_place else readable_database(path, backend) as readable:
+            db = plyvel.DB(str(readable), create_if_missing=False)
+            try:
+                yield from db.iterator()
+            finally:
+                db.close()
     else:
         raise CaffepipeError(f"unknown database backend {backend!r}; use one of {BACKENDS}")
 

@@ -142,7 +142,7 @@ STAGES: tuple[Stage, ...] = (
             Output("data/train/{model}/caffe.log"),
         ),
         params=("train",),
-        code=("train.py", "snapshots.py", "progress.py", "caffe_env.py"),
+        code=("train.py", "snapshots.py", "progress.py", "caffe_env.py", "datum.py"),
         threads="train.threads",
         mem_mb=4000,
         runtime_min=120,
@@ -208,7 +208,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel"),
         outputs=(Output("reports/time/{model}", directory=True),),
         params=("time",),
-        code=("caffe_time.py", "caffe_env.py", "figures.py"),
+        code=("caffe_time.py", "caffe_env.py", "datum.py", "figures.py"),
         threads="time.threads",
     ),
     Stage(

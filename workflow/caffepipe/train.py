@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any, Iterator, TextIO
 
 from caffepipe.atomic import atomic_output, write_bytes_atomic, write_text_atomic
+from caffepipe.datum import readable_database, redirect_leveldb_sources
 from caffepipe.errors import CaffepipeError
 from caffepipe.params import add_params_argument, load_params
 from caffepipe.snapshots import (
@@ -252,15 +253,16 @@ def database_digest(path: Path, backend: str) -> str:
     else:
         import plyvel  # noqa: PLC0415
 
-        try:
-            db = plyvel.DB(str(path), create_if_missing=False)
-        except plyvel.Error as error:
-            raise CaffepipeError(f"{path} is not a readable LevelDB ({error}); rebuild it with `caffepipe build-db`") from None
-        try:
-            for key, value in db.iterator():
-                add(key, value)
-        finally:
-            db.close()  # LevelDB allows one opener: Caffe opens it next
+        with readable_database(path, backend) as readable:
+            try:
+                db = plyvel.DB(str(readable), create_if_missing=False)
+            except plyvel.Error as error:
+                raise CaffepipeError(f"{path} is not a readable LevelDB ({error}); rebuild it with `caffepipe build-db`") from None
+            try:
+                for key, value in db.iterator():
+                    add(key, value)
+            finally:
+                db.close()
     return digest.hexdigest()
 
 
@@ -543,18 +545,33 @@ class Session:
         return None
 
 
+def runtime_net(caffe_pb2: Any, net: Any, path: Path, staging: Path) -> str:
+    """The net file Caffe reads: netgen's own, or, when it reads a LevelDB, a copy of it in staging that reads
+    a copy of the database (datum.readable_database says why)."""
+    from google.protobuf import text_format  # noqa: PLC0415
+
+    runtime = caffe_pb2.NetParameter()
+    runtime.CopyFrom(net)
+    if not redirect_leveldb_sources(runtime, staging / "databases"):
+        return str(path.resolve())
+    copy = staging / path.name
+    write_text_atomic(copy, text_format.MessageToString(runtime))
+    return str(copy.resolve())
+
+
 def runtime_solver(caffe_pb2: Any, nets: NetFiles, folder: TrainingFolder) -> Path:
     """The solver Caffe runs: netgen's, with absolute net paths, snapshots into staging and none on its own."""
+    from google.protobuf import text_format  # noqa: PLC0415
+
     solver = caffe_pb2.SolverParameter()
     solver.CopyFrom(nets.solver)
-    solver.train_net = str((nets.folder / TRAIN_NET_FILE).resolve())
+    solver.train_net = runtime_net(caffe_pb2, nets.train, nets.folder / TRAIN_NET_FILE, folder.staging)
     del solver.test_net[:]
-    solver.test_net.append(str((nets.folder / TEST_NET_FILE).resolve()))
+    solver.test_net.append(runtime_net(caffe_pb2, nets.test, nets.folder / TEST_NET_FILE, folder.staging))
     solver.snapshot = 0                    # every snapshot is taken by Session.on_start, and max_iter's by Solve()
     solver.snapshot_after_train = True
     solver.snapshot_format = caffe_pb2.SolverParameter.BINARYPROTO
     solver.snapshot_prefix = str((folder.staging / folder.prefix).resolve())
-    from google.protobuf import text_format  # noqa: PLC0415
 
     path = folder.staging / SOLVER_FILE
     write_text_atomic(path, text_format.MessageToString(solver))
