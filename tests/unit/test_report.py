@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -74,6 +75,15 @@ def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path
                  "test (final snapshot): accuracy", "deploy net: images/s at batch 8", "sobel_x",
                  "snapshot_iters", "snakemake", "git commit"):
         assert text in html, text
+
+
+def test_the_same_inputs_render_the_same_bytes(inputs: dict[str, Path]) -> None:
+    """DVC compares outputs by hash: a report re-rendered by the other orchestrator must not differ."""
+    report.main(report_argv(inputs))
+    first = inputs["out"].read_bytes()
+    time.sleep(1.1)             # a clock time to the second in the page would now differ
+    report.main(report_argv(inputs))
+    assert inputs["out"].read_bytes() == first
 
 
 def test_comparison_table_puts_models_side_by_side(inputs: dict[str, Path]) -> None:
