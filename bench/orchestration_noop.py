@@ -31,8 +31,8 @@ def wall_seconds(command: list[str], cwd: Path) -> float:
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
     if command[:2] == ["dvc", "repro"] and "Running stage" in result.stdout:
         raise SystemExit(f"`dvc repro` ran stages; run the pipeline first:\n{result.stdout}")
-    if command[0] == "snakemake" and "Nothing to be done" not in result.stdout + result.stderr:
-        raise SystemExit("`snakemake` has jobs to run; run the pipeline first")
+    if command[0] == "snakemake" and "--cores" in command and "Nothing to be done" not in result.stdout + result.stderr:
+        raise SystemExit(f"`snakemake` has jobs to run; run the pipeline first:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return elapsed
 
 

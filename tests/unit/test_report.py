@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import base64
 import io
-import time
 import subprocess
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
