@@ -138,6 +138,11 @@ def test_numbers_are_formatted_readably(value, text: str) -> None:
     assert report.format_value(value) == text
 
 
+def test_numbers_read_as_text_from_a_mixed_column_are_formatted_too() -> None:
+    frame = pd.DataFrame({"measure": ["final loss", "top pair", "errors"], "lenet": ["0.029668527051364038", "3/5", "94"]})
+    assert [row[1] for row in report.frame_table(frame).rows] == ["0.02967", "3/5", "94"]
+
+
 def test_long_tables_are_cut_with_a_note_naming_the_file() -> None:
     frame = pd.DataFrame({"index": range(30), "p": [0.5] * 30, "label": ["x"] * 30})
     table = report.frame_table(frame, source="reports/analysis/errors_lenet.csv")

@@ -140,6 +140,17 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def format_cell(value: Any) -> str:
+    """A table cell: a column of mixed values reads from CSV as text, so numbers written as text are formatted too."""
+    if isinstance(value, str):
+        for number in (int, float):
+            try:
+                return format_value(number(value))
+            except ValueError:
+                continue
+    return format_value(value)
+
+
 def frame_table(frame: pd.DataFrame, caption: str = "", source: str = "", max_rows: int | None = TABLE_ROWS) -> Table:
     shown = frame if max_rows is None else frame.head(max_rows)
     note = ""
@@ -147,7 +158,7 @@ def frame_table(frame: pd.DataFrame, caption: str = "", source: str = "", max_ro
         note = f"first {max_rows} of {len(frame)} rows" + (f"; the whole table: {source}" if source else "")
     numeric = [pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
                for column in frame.columns]
-    rows = [[format_value(value) for value in row] for row in shown.itertuples(index=False, name=None)]
+    rows = [[format_cell(value) for value in row] for row in shown.itertuples(index=False, name=None)]
     return Table(columns=[str(column) for column in frame.columns], rows=rows, caption=caption, note=note, numeric=numeric)
 
 
