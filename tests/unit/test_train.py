@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from caffepipe import netgen, train
+from caffepipe import netgen, train, training_inputs
 from caffepipe.caffe_env import import_caffe
 from caffepipe.errors import CaffepipeError
 from caffepipe.train import Plan, plan_training, replayed_batches
@@ -44,7 +44,7 @@ def test_replayed_batches_count_the_tests_before_the_snapshot() -> None:
     assert replayed_batches(50, 0, True, [100]) == (50, [0])
 
 
-def make_nets(tmp_path: Path, params: dict, model: str = "lenet") -> train.NetFiles:
+def make_nets(tmp_path: Path, params: dict, model: str = "lenet") -> training_inputs.NetFiles:
     db = tmp_path / "db"
     db.mkdir(exist_ok=True)
     (db / "info.json").write_text('{"train": 640, "test": 200}')
@@ -52,11 +52,11 @@ def make_nets(tmp_path: Path, params: dict, model: str = "lenet") -> train.NetFi
     folder.mkdir(exist_ok=True)
     for name, text in netgen.generate(params, model, db, folder).items():
         (folder / name).write_text(text)
-    return train.load_nets(caffe_pb2, folder)
+    return training_inputs.load_nets(caffe_pb2, folder)
 
 
 def fingerprint_of(tmp_path: Path, params: dict, digests: dict | None = None, model: str = "lenet") -> str:
-    return train.fingerprint(caffe_pb2, make_nets(tmp_path, params, model), digests or {"train_lmdb": "a", "test_lmdb": "b"})[0]
+    return training_inputs.fingerprint(caffe_pb2, make_nets(tmp_path, params, model), digests or {"train_lmdb": "a", "test_lmdb": "b"})[0]
 
 
 def test_the_fingerprint_follows_what_changes_the_weights(tmp_path: Path) -> None:
@@ -77,17 +77,17 @@ def test_the_fingerprint_follows_what_changes_the_weights(tmp_path: Path) -> Non
 
 def test_the_fingerprint_ignores_where_the_databases_are(tmp_path: Path) -> None:
     nets = make_nets(tmp_path, tiny_params())
-    before = train.fingerprint(caffe_pb2, nets, {"x": "1"})[0]
+    before = training_inputs.fingerprint(caffe_pb2, nets, {"x": "1"})[0]
     nets.train.layer[0].data_param.source = "/elsewhere/train_lmdb"
     nets.solver.train_net = "/elsewhere/train.prototxt"
-    assert train.fingerprint(caffe_pb2, nets, {"x": "1"})[0] == before
+    assert training_inputs.fingerprint(caffe_pb2, nets, {"x": "1"})[0] == before
 
 
 def test_stale_nets_are_refused(tmp_path: Path) -> None:
     nets = make_nets(tmp_path, tiny_params())
-    train.check_solver_matches_params(caffe_pb2, nets.solver, tiny_params()["train"], Path("solver.prototxt"))
+    training_inputs.check_solver_matches_params(caffe_pb2, nets.solver, tiny_params()["train"], Path("solver.prototxt"))
     with pytest.raises(CaffepipeError, match="max_iter"):
-        train.check_solver_matches_params(caffe_pb2, nets.solver, tiny_params(train={"max_iter": 41})["train"],
+        training_inputs.check_solver_matches_params(caffe_pb2, nets.solver, tiny_params(train={"max_iter": 41})["train"],
                                           Path("solver.prototxt"))
 
 
@@ -103,11 +103,11 @@ def test_database_digest_is_the_records_not_the_files(tmp_path: Path) -> None:
     for key, value in reversed(records):
         db.put(key, value)
     db.close()
-    lmdb_digest = train.database_digest(tmp_path / "a_lmdb", "lmdb")
-    assert lmdb_digest == train.database_digest(tmp_path / "a_leveldb", "leveldb")
+    lmdb_digest = training_inputs.database_digest(tmp_path / "a_lmdb", "lmdb")
+    assert lmdb_digest == training_inputs.database_digest(tmp_path / "a_leveldb", "leveldb")
     with lmdb.open(str(tmp_path / "a_lmdb"), map_size=1 << 20) as env, env.begin(write=True) as txn:
         txn.put(b"00000003", b"changed")
-    assert train.database_digest(tmp_path / "a_lmdb", "lmdb") != lmdb_digest
+    assert training_inputs.database_digest(tmp_path / "a_lmdb", "lmdb") != lmdb_digest
 
 
 def test_caffe_log_to_sends_fd2_to_the_file_and_messages_to_the_terminal(tmp_path: Path, capfd) -> None:
@@ -149,7 +149,7 @@ def test_segments_are_numbered_and_archiving_moves_everything(tmp_path: Path) ->
 def test_every_solver_key_of_params_is_checked_against_the_solver() -> None:
     """A train key that netgen puts in the solver must be compared by train, or stale nets would slip through."""
     not_in_solver = {"snapshot_iters", "threads"}
-    assert set(train.SOLVER_FIELDS_FROM_PARAMS) == set(tiny_params()["train"]) - not_in_solver
+    assert set(training_inputs.SOLVER_FIELDS_FROM_PARAMS) == set(tiny_params()["train"]) - not_in_solver
     solver = netgen.build_solver(caffe_pb2, tiny_params()["train"], train_net="", test_net="", test_iter=1, snapshot_prefix="x")
-    for key, field in train.SOLVER_FIELDS_FROM_PARAMS.items():
+    for key, field in training_inputs.SOLVER_FIELDS_FROM_PARAMS.items():
         assert solver.HasField(field), key
