@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from caffepipe import netgen, train, training_inputs
+from caffepipe import netgen, train, training_folder, training_inputs
 from caffepipe.caffe_env import import_caffe
 from caffepipe.errors import CaffepipeError
 from caffepipe.train import Plan, plan_training, replayed_batches
@@ -128,22 +128,22 @@ def test_caffe_log_to_sends_fd2_to_the_file_and_messages_to_the_terminal(tmp_pat
 
 
 def test_segments_are_numbered_and_archiving_moves_everything(tmp_path: Path) -> None:
-    folder = train.TrainingFolder(tmp_path / "out", "lenet")
+    folder = training_folder.TrainingFolder(tmp_path / "out", "lenet")
     assert folder.next_segment_log().name == "segment-001.log"
     folder.logs.mkdir(parents=True)
     (folder.logs / "segment-001.log").write_text("x")
     (folder.logs / "segment-002.log").write_text("y")
     assert folder.next_segment_log().name == "segment-003.log"
     (folder.snapshots / "lenet_iter_10.caffemodel").write_text("w")
-    first = train.archive_snapshots(folder, "abc")
+    first = training_folder.archive_snapshots(folder, "abc")
     second_files = (folder.snapshots / "lenet_iter_10.caffemodel")
     second_files.write_text("w2")
-    second = train.archive_snapshots(folder, "abc")
+    second = training_folder.archive_snapshots(folder, "abc")
     assert first == folder.archive / "abc" and second == folder.archive / "abc-2"
     assert (first / "logs" / "segment-002.log").read_text() == "y"
     assert (second / "lenet_iter_10.caffemodel").read_text() == "w2"
     assert folder.snapshots.is_dir() and not any(folder.snapshots.iterdir())
-    assert train.archive_snapshots(folder, "abc") is None
+    assert training_folder.archive_snapshots(folder, "abc") is None
 
 
 def test_every_solver_key_of_params_is_checked_against_the_solver() -> None:

@@ -142,7 +142,7 @@ STAGES: tuple[Stage, ...] = (
             Output("data/train/{model}/caffe.log"),
         ),
         params=("train",),
-        code=("train.py", "training_inputs.py", "snapshots.py", "progress.py", "caffe_env.py", "datum.py"),
+        code=("train.py", "training_folder.py", "training_inputs.py", "snapshots.py", "progress.py", "caffe_env.py", "datum.py"),
         threads="train.threads",
         mem_mb=4000,
         runtime_min=120,
