@@ -113,5 +113,5 @@ def test_bench_io_without_exported_images_names_the_stage_to_run(tmp_path: Path,
     params = write_params(tmp_path / "params.yaml", tiny_params())
     result = run_caffepipe("bench-io", "--params", str(params), "--raw", str(synthetic_raw), "--db", str(tmp_path / "db"),
                            "--images", str(tmp_path / "images"), "--out", str(tmp_path / "bench"), check=False)
-    assert result.returncode == 2 and "run `caffepipe build-db` first" in result.stderr
+    assert result.returncode == 2 and "made by `caffepipe export-images`" in result.stderr
     assert not (tmp_path / "bench").exists()

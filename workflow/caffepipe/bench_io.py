@@ -37,6 +37,7 @@ from caffepipe.datum import db_path, decode_datum, iterate_db
 from caffepipe.errors import CaffepipeError
 from caffepipe.idx import read_idx
 from caffepipe.params import add_params_argument, load_params
+from caffepipe.upstream import read_json, require
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +225,8 @@ def draw_figure(table: pd.DataFrame, path: Path) -> None:
 
 def build_readers(raw: Path, db: Path, images: Path, params: dict[str, Any], work: Path
                   ) -> tuple[dict[tuple[str, str], tuple[Reader, Path, int]], dict[str, tuple[Path, int]], dict]:
-    manifest = json.loads((images / "manifest.json").read_text())
-    info = json.loads((db / "info.json").read_text())
+    manifest = read_json(images / "manifest.json", "export-images")
+    info = read_json(db / "info.json", "build-db")
     count, shape = manifest["count"], (manifest["height"], manifest["width"])
     if count > info["train"]:
         raise CaffepipeError(f"{images} holds {count} images but {db} only {info['train']} training records; "
@@ -289,11 +290,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder for io.csv, metrics.json, io.png")
     args = parser.parse_args(argv)
     params = load_params(args.params)["bench_io"]
-    for path, stage in ((args.raw / TRAIN_IMAGES, "fetch"), (args.db / "info.json", "build-db"),
-                        (args.images / "manifest.json", "export-images")):
-        if not path.is_file():
-            raise CaffepipeError(f"{path} is missing; run `caffepipe {stage}` first")
-    read_idx(args.raw / TRAIN_IMAGES)     # a clear error if the IDX file is truncated or corrupt
+    read_idx(require(args.raw / TRAIN_IMAGES, "fetch"))     # a clear error if it is missing, truncated or corrupt
     with tempfile.TemporaryDirectory(prefix="caffepipe-bench-io-") as work:
         readers, stores, manifest = build_readers(args.raw, args.db, args.images, params, Path(work))
         check = decode_agreement(readers)

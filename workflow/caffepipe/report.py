@@ -42,6 +42,7 @@ from matplotlib.ticker import FuncFormatter
 from caffepipe import caffe_env, figures, idx
 from caffepipe.atomic import write_text_atomic
 from caffepipe.errors import CaffepipeError
+from caffepipe.upstream import read_json, require
 from caffepipe.params import add_params_argument, load_params
 
 log = logging.getLogger(__name__)
@@ -74,19 +75,6 @@ class Table:
 
 # ---------------------------------------------------------------------------------------------------------
 # Reading inputs: a missing one is an error that names the stage that makes it
-
-def require(path: Path, stage: str) -> Path:
-    if not path.exists():
-        raise CaffepipeError(f"{path} not found; it is made by `caffepipe {stage}` (run the pipeline up to it first)")
-    return path
-
-
-def read_json(path: Path, stage: str) -> Any:
-    try:
-        return json.loads(require(path, stage).read_text())
-    except json.JSONDecodeError as error:
-        raise CaffepipeError(f"{path} is not valid JSON ({error}); re-run `caffepipe {stage}`") from None
-
 
 def read_csv(path: Path, stage: str) -> pd.DataFrame:
     try:

@@ -115,7 +115,7 @@ STAGES: tuple[Stage, ...] = (
             Output("reports/bench/io.png"),
         ),
         params=("bench_io",),
-        code=("bench_io.py", "idx.py", "datum.py", "caffe_env.py", "figures.py"),
+        code=("bench_io.py", "idx.py", "datum.py", "caffe_env.py", "figures.py", "upstream.py"),
         runtime_min=30,
     ),
     Stage(
@@ -254,7 +254,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         outputs=(Output("reports/index.html"),),
         params=("report", MODELS_PARAM),
-        code=("report.py", "templates/report.html.j2", "caffe_env.py", "idx.py", "figures.py"),
+        code=("report.py", "templates/report.html.j2", "caffe_env.py", "idx.py", "figures.py", "upstream.py"),
     ),
 )
 
