@@ -20,7 +20,6 @@ info.json (so data/db/info.json is an input of this stage).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 from caffepipe.atomic import atomic_output
 from caffepipe.datum import db_path
 from caffepipe.errors import CaffepipeError
+from caffepipe.upstream import read_json
 from caffepipe.models import INPUT_SCALE, INPUT_SHAPE, architecture
 from caffepipe.params import add_params_argument, load_params
 
@@ -50,14 +50,9 @@ def test_iterations(test_count: int, batch_size: int) -> int:
 
 
 def read_test_count(db_dir: Path) -> int:
-    info_path = db_dir / "info.json"
-    try:
-        info = json.loads(info_path.read_text())
-    except FileNotFoundError:
-        raise CaffepipeError(f"{info_path} is missing; run `caffepipe build-db` first (netgen reads the test set size from it)") from None
-    except json.JSONDecodeError as error:
-        raise CaffepipeError(f"{info_path} is not valid JSON ({error}); rebuild the databases with `caffepipe build-db`") from None
-    count = info.get("test")
+    info_path = db_dir / "info.json"       # netgen reads the test set's size from it
+    info = read_json(info_path, "build-db")
+    count = info.get("test") if isinstance(info, dict) else None
     if not isinstance(count, int):
         raise CaffepipeError(f"{info_path} has no integer \"test\" count; rebuild the databases with `caffepipe build-db`")
     return count

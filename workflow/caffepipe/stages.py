@@ -125,7 +125,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/db",),    # info.json: test_iter must cover the whole test set
         outputs=(Output("data/nets/{model}", directory=True),),
         params=("netgen", "train"),
-        code=("netgen.py", "models.py", "caffe_env.py", "datum.py"),
+        code=("netgen.py", "models.py", "caffe_env.py", "datum.py", "upstream.py"),
     ),
     Stage(
         name="train",
