@@ -137,9 +137,36 @@ def test_analyze_refuses_evaluations_of_other_test_images(tmp_path: Path, evalua
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.json").exists()
 
     monkeypatch.setattr(analyze_module, "read_test_images", lambda params, db: (digits(), LABELS.copy()))
+    with pytest.raises(CaffepipeError, match="made by `caffepipe build-db`"):        # no db/info.json
+        analyze_module.analyze(params, tmp_path / "eval", tmp_path / "db", tmp_path / "out", tmp_path / "m.json")
+    (tmp_path / "db").mkdir()
+    (tmp_path / "db" / "info.json").write_text(json.dumps({"dataset": "mnist", "test": len(LABELS)}))
     metrics = analyze_module.analyze(params, tmp_path / "eval", tmp_path / "db", tmp_path / "out", tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text()) == json.loads(json.dumps(metrics))
     assert (tmp_path / "out" / "summary.json").is_file()
+
+
+def test_fashion_mnist_classes_are_named_in_the_analysis(tmp_path: Path, evaluations: dict) -> None:
+    folder = tmp_path / "fashion"
+    folder.mkdir()
+    summary, _ = analyze_module.write_analysis(evaluations, digits(), folder, {"gallery_max": 2, "forgotten_max": 5},
+                                               dataset="fashion-mnist")
+    names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"}
+    headlines = [item["headline"]["text"] for item in summary["items"]]
+    pair_headline = next(h for item, h in zip(summary["items"], headlines) if item["headline"]["label"] == "most confused pair")
+    assert pair_headline.split(":")[0].split("/")[0] in names
+    comparison = pd.read_csv(folder / "cnn_vs_mlp.csv").set_index("key")
+    pairs = comparison.loc["top_pair"].drop("measure").dropna()
+    assert len(pairs) and all(pair.split("/")[1] in names for pair in pairs)
+    assert set(comparison.loc["worst_class"].drop("measure").dropna()) <= names
+
+
+def test_class_names_fall_back_to_numbers() -> None:
+    from caffepipe.datasets import class_names
+
+    assert class_names("mnist", 10) == [str(k) for k in range(10)]
+    assert class_names("fashion-mnist", 10)[9] == "Ankle boot"
+    assert class_names("fashion-mnist", 3) == ["0", "1", "2"] and class_names(None, 2) == ["0", "1"]
 
 
 def test_analyze_says_which_evaluation_is_missing(tmp_path: Path) -> None:

@@ -40,3 +40,10 @@ def test_lmdb_map_size_grows_with_the_data() -> None:
     small = lmdb_map_size([(b"k", b"v" * 100)])
     large = lmdb_map_size([(b"k", b"v" * 100)] * 100_000)
     assert small % (1 << 20) == 0 and large > 2 * 100 * 100_000 > small
+
+
+def test_info_names_the_dataset_that_fetch_recorded(synthetic_raw, tmp_path) -> None:
+    assert build_databases(synthetic_raw, tmp_path / "a", ["lmdb"], {"train": 5, "test": 5})["dataset"] is None
+    (synthetic_raw / "source.json").write_text(json.dumps({"dataset": "fashion-mnist", "files": {}}))
+    build_databases(synthetic_raw, tmp_path / "b", ["lmdb"], {"train": 5, "test": 5})
+    assert json.loads((tmp_path / "b" / "info.json").read_text())["dataset"] == "fashion-mnist"

@@ -40,6 +40,21 @@ def _class_colors(n_classes: int) -> list:
     return sns.color_palette("colorblind", max(n_classes, 10))[:n_classes] if n_classes <= 10 else sns.color_palette("husl", n_classes)
 
 
+def class_labels(names: list[str] | None, n_classes: int) -> list[str]:
+    """The classes' names (datasets.class_names), or their numbers."""
+    return list(names) if names is not None else [str(k) for k in range(n_classes)]
+
+
+def pair_label(a: int, b: int, names: list[str] | None) -> str:
+    return f"{a}/{b}" if names is None else f"{names[a]}/{names[b]}"
+
+
+def _class_ticks(ax, positions, labels: list[str], fontsize: float | None = None) -> None:
+    """Class names on an x axis, slanted when they are words rather than digits."""
+    long = max((len(label) for label in labels), default=0) > 2
+    ax.set_xticks(positions, labels, rotation=40 if long else 0, ha="right" if long else "center", fontsize=fontsize)
+
+
 def _iteration_axis(ax, iterations: np.ndarray) -> None:
     if len(iterations) and np.min(iterations) > 0:
         ax.set_xscale("log")
@@ -78,12 +93,14 @@ def draw_gallery(images: np.ndarray, titles: list[str], title: str, path: Path, 
     columns = min(GALLERY_COLUMNS, max(count, 1))
     rows = max(1, math.ceil(count / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(1.25 * columns + 0.6, 1.45 * rows + 0.9), squeeze=False)
+    longest = max((len(line) for text in titles for line in text.split("\n")), default=0)
+    title_size = 8 if longest <= 16 else 6.5       # class names that are words must not run into each other
     for position, ax in enumerate(axes.flat):
         ax.axis("off")
         if position < count:
             ax.imshow(np.asarray(images[position]).reshape(images.shape[-2], images.shape[-1]), cmap="gray",
                       vmin=0, vmax=255, interpolation="nearest")
-            ax.set_title(titles[position], fontsize=8, color=(colors[position] if colors else "black"))
+            ax.set_title(titles[position], fontsize=title_size, color=(colors[position] if colors else "black"))
     if not count:
         axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center", fontsize=11)
     fig.suptitle(title, fontsize=11, fontweight="bold")
@@ -91,16 +108,16 @@ def draw_gallery(images: np.ndarray, titles: list[str], title: str, path: Path, 
     figures.save_figure(fig, path)
 
 
-def draw_confused_pairs(pairs: pd.DataFrame, title: str, path: Path) -> None:
+def draw_confused_pairs(pairs: pd.DataFrame, title: str, path: Path, names: list[str] | None = None) -> None:
     figures = _figures()
     import matplotlib.pyplot as plt  # noqa: PLC0415
     shown = pairs.head(TOP_PAIRS_SHOWN).iloc[::-1]
     fig, ax = plt.subplots(figsize=(7, 0.42 * max(len(shown), 3) + 1.4))
     if len(shown):
         y = np.arange(len(shown))
-        ax.barh(y, shown["a_as_b"], label="lower digit read as the higher (a→b)", color="#0173b2")
-        ax.barh(y, shown["b_as_a"], left=shown["a_as_b"], label="higher digit read as the lower (b→a)", color="#de8f05")
-        ax.set_yticks(y, [f"{row.pair}  ({100 * row.share:.1f}%)" for row in shown.itertuples()])
+        ax.barh(y, shown["a_as_b"], label="lower class read as the higher (a→b)", color="#0173b2")
+        ax.barh(y, shown["b_as_a"], left=shown["a_as_b"], label="higher class read as the lower (b→a)", color="#de8f05")
+        ax.set_yticks(y, [f"{pair_label(row.a, row.b, names)}  ({100 * row.share:.1f}%)" for row in shown.itertuples()])
         ax.legend(loc="lower right", fontsize=8)
     else:
         ax.text(0.5, 0.5, "no errors", ha="center", va="center", transform=ax.transAxes)
@@ -109,13 +126,14 @@ def draw_confused_pairs(pairs: pd.DataFrame, title: str, path: Path) -> None:
     figures.save_figure(fig, path)
 
 
-def draw_pairs_over_training(iterations: np.ndarray, confusion: np.ndarray, pairs: pd.DataFrame, title: str, path: Path) -> None:
+def draw_pairs_over_training(iterations: np.ndarray, confusion: np.ndarray, pairs: pd.DataFrame, title: str, path: Path,
+                             names: list[str] | None = None) -> None:
     figures = _figures()
     import matplotlib.pyplot as plt  # noqa: PLC0415
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for row in pairs.head(PAIRS_OVER_TRAINING).itertuples():
         counts = confusion[:, row.a, row.b] + confusion[:, row.b, row.a]
-        ax.plot(iterations, counts, marker="o", label=row.pair)
+        ax.plot(iterations, counts, marker="o", label=pair_label(row.a, row.b, names))
     if len(pairs):
         ax.legend(title="pair", fontsize=8)
     _iteration_axis(ax, iterations)
@@ -141,11 +159,12 @@ def draw_margins(error_margins: np.ndarray, correct_margins: np.ndarray, title: 
     figures.save_figure(fig, path)
 
 
-def draw_errors_by_class(by_class: np.ndarray, title: str, path: Path) -> None:
+def draw_errors_by_class(by_class: np.ndarray, title: str, path: Path, names: list[str] | None = None) -> None:
     """Grid of bar charts: for each true class, its errors by predicted label."""
     figures = _figures()
     import matplotlib.pyplot as plt  # noqa: PLC0415
     n_classes = by_class.shape[0]
+    labels = class_labels(names, n_classes)
     columns = min(5, n_classes)
     rows = math.ceil(n_classes / columns)
     colors = _class_colors(n_classes)
@@ -156,10 +175,9 @@ def draw_errors_by_class(by_class: np.ndarray, title: str, path: Path) -> None:
             ax.axis("off")
             continue
         ax.bar(np.arange(n_classes), by_class[true], color=colors)
-        ax.set_xticks(np.arange(n_classes))
-        ax.tick_params(axis="x", labelsize=7)
+        _class_ticks(ax, np.arange(n_classes), labels, fontsize=7)
         share = f", {100 * by_class[true].sum() / total:.0f}%" if total else ""
-        ax.set_title(f"true {true}: {by_class[true].sum()} errors{share}", fontsize=9)
+        ax.set_title(f"true {labels[true]}: {by_class[true].sum()} errors{share}", fontsize=9)
         if true % columns == 0:
             ax.set_ylabel("errors")
         if true // columns == rows - 1:
@@ -169,7 +187,7 @@ def draw_errors_by_class(by_class: np.ndarray, title: str, path: Path) -> None:
     figures.save_figure(fig, path)
 
 
-def draw_class_rates(table: pd.DataFrame, overall: float, title: str, path: Path) -> None:
+def draw_class_rates(table: pd.DataFrame, overall: float, title: str, path: Path, names: list[str] | None = None) -> None:
     figures = _figures()
     import matplotlib.pyplot as plt  # noqa: PLC0415
     fig, ax = plt.subplots(figsize=(7.5, 4.2))
@@ -183,7 +201,7 @@ def draw_class_rates(table: pd.DataFrame, overall: float, title: str, path: Path
         if not math.isnan(row.share_of_errors):
             ax.text(position, 100 * row.ci_high if not math.isnan(row.ci_high) else 0, f"{100 * row.share_of_errors:.0f}%",
                     ha="center", va="bottom", fontsize=7, color="dimgray")
-    ax.set_xticks(x)
+    _class_ticks(ax, x, [class_labels(names, len(x))[k] for k in x])
     ax.set_xlabel("true class (grey: its share of all errors)")
     ax.set_ylabel("error rate, % (95% Wilson interval)")
     ax.legend(fontsize=8)
@@ -191,12 +209,14 @@ def draw_class_rates(table: pd.DataFrame, overall: float, title: str, path: Path
     figures.save_figure(fig, path)
 
 
-def draw_class_error_over_training(iterations: np.ndarray, total: np.ndarray, per_class: np.ndarray, title: str, path: Path) -> None:
+def draw_class_error_over_training(iterations: np.ndarray, total: np.ndarray, per_class: np.ndarray, title: str, path: Path,
+                                   names: list[str] | None = None) -> None:
     figures = _figures()
     import matplotlib.pyplot as plt  # noqa: PLC0415
     fig, ax = plt.subplots(figsize=(8, 4.8))
+    labels = class_labels(names, per_class.shape[1])
     for k, color in enumerate(_class_colors(per_class.shape[1])):
-        ax.plot(iterations, 100 * per_class[:, k], marker="o", markersize=3, color=color, label=str(k))
+        ax.plot(iterations, 100 * per_class[:, k], marker="o", markersize=3, color=color, label=labels[k])
     ax.plot(iterations, 100 * total, color="black", linewidth=2.2, linestyle="--", label="all")
     _iteration_axis(ax, iterations)
     _error_axis(ax, [100 * per_class, 100 * total])
@@ -221,7 +241,7 @@ def draw_total_error(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: st
         figures.save_figure(fig, path)
 
 
-def draw_forgetting(table: pd.DataFrame, per_class: np.ndarray, title: str, path: Path) -> None:
+def draw_forgetting(table: pd.DataFrame, per_class: np.ndarray, title: str, path: Path, names: list[str] | None = None) -> None:
     figures = _figures()
     import matplotlib.pyplot as plt  # noqa: PLC0415
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.3), gridspec_kw={"width_ratios": [3, 2]})
@@ -241,7 +261,7 @@ def draw_forgetting(table: pd.DataFrame, per_class: np.ndarray, title: str, path
     left.set_title("events per pair of consecutive snapshots", fontsize=10)
     classes = np.arange(len(per_class))
     right.bar(classes, per_class, color=_class_colors(len(per_class)))
-    right.set_xticks(classes)
+    _class_ticks(right, classes, class_labels(names, len(per_class)))
     right.set_xlabel("true class")
     right.set_ylabel("forgetting events")
     right.set_title("forgetting events per class", fontsize=10)
@@ -250,7 +270,9 @@ def draw_forgetting(table: pd.DataFrame, per_class: np.ndarray, title: str, path
     figures.save_figure(fig, path)
 
 
-def draw_comparison(results: list[Any], title: str, path: Path) -> None:
+def draw_comparison(results: list[Any], title: str, path: Path, names: list[str] | None = None,
+                    reported_errors: dict[str, float] | None = None) -> None:
+    """reported_errors: model -> error at iteration 10 that users reported, drawn as a reference (MNIST only)."""
     figures = _figures()
     import matplotlib.pyplot as plt  # noqa: PLC0415
     fig, axes = plt.subplots(2, 2, figsize=(13, 8.5))
@@ -263,7 +285,7 @@ def draw_comparison(results: list[Any], title: str, path: Path) -> None:
     reported_label = "reported by Caffe users at iteration 10"
     for bar, r in zip(bars, results):
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{bar.get_height():.1f}%", ha="center", va="bottom")
-        reported = REPORTED_EARLY_ERROR.get(r.model)
+        reported = (REPORTED_EARLY_ERROR if reported_errors is None else reported_errors).get(r.model)
         if reported is not None:
             ax.hlines(100 * reported, bar.get_x() - 0.05, bar.get_x() + bar.get_width() + 0.05, colors="black",
                       linestyles=":", linewidth=2, label=reported_label)
@@ -284,7 +306,9 @@ def draw_comparison(results: list[Any], title: str, path: Path) -> None:
         yerr = np.maximum(np.vstack([np.nan_to_num(rates - table["ci_low"]), np.nan_to_num(table["ci_high"] - rates)]), 0)
         ax.bar(table["class"] + offset, 100 * rates, width=width, yerr=100 * yerr, capsize=2,
                color=figures.model_color(r.model), label=model_label(r.model))
-    ax.set_xticks(results[0].class_table["class"] if results else [])
+    if results:
+        classes = results[0].class_table["class"].to_numpy()
+        _class_ticks(ax, classes, [class_labels(names, len(classes))[k] for k in classes])
     ax.set_xlabel("true class")
     ax.set_ylabel("final error rate, % (95% Wilson)")
     ax.legend(fontsize=8)

@@ -67,11 +67,13 @@ from caffepipe import analysis
 from caffepipe.analysis_figures import (PAIRS_OVER_TRAINING, REPORTED_EARLY_ERROR, TOP_PAIRS_SHOWN, draw_class_error_over_training,
                                         draw_class_rates, draw_comparison, draw_confused_pairs, draw_errors_by_class,
                                         draw_forgetting, draw_gallery, draw_margins, draw_pairs_over_training,
-                                        draw_total_error, model_label, percent)
+                                        draw_total_error, model_label, pair_label, percent)
 from caffepipe.atomic import atomic_output, write_text_atomic
+from caffepipe.datasets import class_names
 from caffepipe.errors import CaffepipeError
 from caffepipe.eval_format import Evaluation, read_evaluation
 from caffepipe.params import add_params_argument, load_params
+from caffepipe.upstream import read_json
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +131,12 @@ def _gallery_images(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return images[np.asarray(indices, dtype=np.int64)] if len(indices) else images[:0]
 
 
-def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, settings: dict[str, Any], index: Index) -> ModelResult:
+def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, settings: dict[str, Any], index: Index,
+                  dataset: str | None = None) -> ModelResult:
     model, labels = evaluation.model, evaluation.labels
     n_classes, iterations = evaluation.n_classes, evaluation.iterations
+    names = class_names(dataset, n_classes)
+    title_break = "\n" if max(map(len, names)) > 2 else "  "     # names that are words get their own line
     final_probs, final_predictions = evaluation.probs[-1], evaluation.predictions[-1]
     final_it = evaluation.final_iteration
     name = model_label(model)
@@ -146,7 +151,7 @@ def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, sett
               "confident first, with the top-2 classes and the margin.", "errors", len(errors), count_text, model)
     shown = errors.head(int(settings["gallery_max"]))
     draw_gallery(_gallery_images(images, shown["index"].to_numpy()),
-                 [f"{row.predicted}/{row.true}  p={row.p_predicted:.2f}" for row in shown.itertuples()],
+                 [f"{names[row.predicted]}/{names[row.true]}{title_break}p={row.p_predicted:.2f}" for row in shown.itertuples()],
                  f"{name}: which images are misclassified? {len(errors)} errors at iteration {final_it}"
                  + (f", the {len(shown)} most confident shown" if len(shown) < len(errors) else ""),
                  folder / f"errors_gallery_{model}.png")
@@ -160,20 +165,21 @@ def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, sett
     pairs = analysis.confused_pairs(confusion)
     pairs.to_csv(folder / f"confused_pairs_{model}.csv", index=False, float_format="%.6g")
     top = pairs.iloc[0] if len(pairs) else None
-    top_text = (f"{top['pair']}: {top['count']} errors ({percent(top['share'])} of all)" if top is not None else "no errors")
+    top_pair = pair_label(int(top["a"]), int(top["b"]), names) if top is not None else None
+    top_text = (f"{top_pair}: {top['count']} errors ({percent(top['share'])} of all)" if top is not None else "no errors")
     index.add("why", f"confused_pairs_{model}.csv", f"Class pairs {name} confuses at iteration {final_it}, in either "
-              "direction, most confused first.", "most confused pair", top["pair"] if top is not None else None, top_text, model)
-    draw_confused_pairs(pairs, f"{name}: which digits are taken for each other? (iteration {final_it})",
-                        folder / f"confused_pairs_{model}.png")
+              "direction, most confused first.", "most confused pair", top_pair, top_text, model)
+    draw_confused_pairs(pairs, f"{name}: which classes are taken for each other? (iteration {final_it})",
+                        folder / f"confused_pairs_{model}.png", names)
     index.add("why", f"confused_pairs_{model}.png", f"The {min(TOP_PAIRS_SHOWN, len(pairs))} most-confused pairs of "
               f"{name} at iteration {final_it}, each direction stacked; the share of all errors in brackets.",
-              "most confused pair", top["pair"] if top is not None else None, top_text, model)
+              "most confused pair", top_pair, top_text, model)
     draw_pairs_over_training(iterations, evaluation.confusion, pairs,
                              f"{name}: are the most-confused pairs confused all along?",
-                             folder / f"confused_pairs_vs_iteration_{model}.png")
+                             folder / f"confused_pairs_vs_iteration_{model}.png", names)
     index.add("why", f"confused_pairs_vs_iteration_{model}.png", f"Errors between the final model's "
               f"{min(PAIRS_OVER_TRAINING, len(pairs))} most-confused pairs of {name}, at every snapshot.",
-              "most confused pair", top["pair"] if top is not None else None, top_text, model)
+              "most confused pair", top_pair, top_text, model)
     all_margins = analysis.margins(final_probs)
     wrong = final_predictions != labels
     runner_up = float(errors["true_is_second"].mean()) if len(errors) else float("nan")
@@ -195,21 +201,21 @@ def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, sett
     worst = rated.loc[rated["error_rate"].idxmax()] if len(rated) else None
     best = rated.loc[rated["error_rate"].idxmin()] if len(rated) else None
     test_text = (f"chi-square {test.statistic:.1f} on {test.dof} degrees of freedom, p = {test.p_value:.2g}; "
-                 + (f"class {int(worst['class'])} worst at {percent(worst['error_rate'])}, class {int(best['class'])} "
+                 + (f"class {names[int(worst['class'])]} worst at {percent(worst['error_rate'])}, class {names[int(best['class'])]} "
                     f"best at {percent(best['error_rate'])}" if worst is not None else "no class"))
     index.add("per_class", f"class_error_rates_{model}.csv", f"Per-class error rates of {name} at iteration {final_it} "
               "with 95% Wilson intervals, and each class's share of all errors and of the images.",
               "chi-square p-value (equal error rates)", test.p_value, test_text, model)
     draw_class_rates(class_table, error_rate,
                      f"{name}: is every class equally likely to be wrong? (χ² p = {test.p_value:.2g})",
-                     folder / f"class_error_rates_{model}.png")
+                     folder / f"class_error_rates_{model}.png", names)
     index.add("per_class", f"class_error_rates_{model}.png", f"Error rate of each true class of {name} at iteration "
               f"{final_it}, 95% Wilson intervals; dashed: all classes. {test_text}.",
               "chi-square p-value (equal error rates)", test.p_value, test_text, model)
     by_class = analysis.errors_by_true_class(confusion)
-    draw_errors_by_class(by_class, f"{name}: what is each digit mistaken for? (iteration {final_it})",
-                         folder / f"errors_by_class_{model}.png")
-    worst_share = (f"class {int(class_table['share_of_errors'].idxmax())} holds "
+    draw_errors_by_class(by_class, f"{name}: what is each class mistaken for? (iteration {final_it})",
+                         folder / f"errors_by_class_{model}.png", names)
+    worst_share = (f"class {names[int(class_table['share_of_errors'].idxmax())]} holds "
                    f"{percent(class_table['share_of_errors'].max())} of the errors") if len(errors) else "no errors"
     index.add("per_class", f"errors_by_class_{model}.png", f"For each true class of {name}, its errors at iteration "
               f"{final_it} by predicted label; each panel's title gives its errors and share of all errors.",
@@ -222,7 +228,7 @@ def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, sett
     over.to_csv(folder / f"class_error_vs_iteration_{model}.csv", index=False, float_format="%.6g")
     draw_class_error_over_training(iterations, total_error, per_class,
                                    f"{name}: how does each class's error change over training?",
-                                   folder / f"class_error_vs_iteration_{model}.png")
+                                   folder / f"class_error_vs_iteration_{model}.png", names)
     first_text = (f"{percent(total_error[0])} at iteration {iterations[0]} down to {percent(total_error[-1])} at "
                   f"{iterations[-1]}")
     index.add("over_training", f"class_error_vs_iteration_{model}.png", f"Test error of each true class of {name} "
@@ -248,7 +254,7 @@ def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, sett
               "next (forgotten), and the reverse (learned), per pair of consecutive snapshots and per true class.",
               "forgetting events", forgetting.total, forgetting_text, model)
     draw_forgetting(forgetting_table, forgotten_per_class, f"{name}: right first, wrong later?",
-                    folder / f"forgetting_{model}.png")
+                    folder / f"forgetting_{model}.png", names)
     index.add("forgetting", f"forgetting_{model}.png", f"Forgetting and learning events of {name} between consecutive "
               f"snapshots, and forgetting events per true class: {forgetting_text}.",
               "forgetting events", forgetting.total, forgetting_text, model)
@@ -258,7 +264,7 @@ def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, sett
               "most-forgotten first.", "images forgotten at least once", forgetting.images_forgotten, forgetting_text, model)
     shown = most.head(int(settings["forgotten_max"]))
     draw_gallery(_gallery_images(images, shown["index"].to_numpy()),
-                 [f"{row.true} forgotten {row.forgotten}×\nfinal {row.final_predicted} "
+                 [f"{names[row.true]} forgotten {row.forgotten}×\nfinal {names[row.final_predicted]} "
                   f"({'right' if row.final_correct else 'wrong'})" for row in shown.itertuples()],
                  f"{name}: which images are forgotten most? {forgetting.images_forgotten} forgotten at least once"
                  + (f", {len(shown)} shown" if len(shown) < len(most) else "")
@@ -292,13 +298,13 @@ def analyze_model(evaluation: Evaluation, images: np.ndarray, folder: Path, sett
         "final_error": float(total_error[-1]),
         "final_errors": int(len(errors)),
         "final_loss": float(snapshots["loss"].iloc[-1]),
-        "top_pair": top["pair"] if top is not None else "",
+        "top_pair": top_pair or "",
         "top_pair_share": float(top["share"]) if top is not None else float("nan"),
         "share_true_is_second": runner_up,
         "median_margin_of_errors": median_error_margin,
         "chi2": test.statistic,
         "chi2_p": test.p_value,
-        "worst_class": int(worst["class"]) if worst is not None else -1,
+        "worst_class": names[int(worst["class"])] if worst is not None else "",
         "worst_class_error": float(worst["error_rate"]) if worst is not None else float("nan"),
         "forgetting_events": forgetting.total,
         "images_forgotten": forgetting.images_forgotten,
@@ -330,14 +336,15 @@ COMPARISON_ROWS = (
 )
 
 
-def write_analysis(evaluations: dict[str, Evaluation], images: np.ndarray, folder: Path,
-                   settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Write every figure and table into `folder`; returns (summary.json contents, headline metrics)."""
+def write_analysis(evaluations: dict[str, Evaluation], images: np.ndarray, folder: Path, settings: dict[str, Any],
+                   dataset: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Write every figure and table into `folder`; returns (summary.json contents, headline metrics).
+    `dataset` (build-db's info.json) names the classes in figures and tables."""
     index = Index(models=list(evaluations))
     results = []
     for model, evaluation in evaluations.items():
         log.info("analysing %s: %d snapshots, %d test images", model, len(evaluation.iterations), len(evaluation.labels))
-        results.append(analyze_model(evaluation, images, folder, settings, index))
+        results.append(analyze_model(evaluation, images, folder, settings, index, dataset))
 
     total = pd.concat([pd.DataFrame({"model": r.model, "iteration": r.iterations, "error": r.total_error,
                                      "loss": r.loss, "errors": np.round(r.total_error * len(evaluations[r.model].labels)).astype(int)})
@@ -356,14 +363,19 @@ def write_analysis(evaluations: dict[str, Evaluation], images: np.ndarray, folde
     comparison.to_csv(folder / "cnn_vs_mlp.csv", index=False, float_format="%.6g")
     early_text = "; ".join(f"{model_label(r.model)} {percent(r.measures['earliest_error'])} at iteration "
                            f"{r.measures['earliest_iteration']}" for r in results)
-    reported = ", ".join(f"{model} {100 * value:.0f}%" for model, value in REPORTED_EARLY_ERROR.items())
+    # What users reported is about MNIST: a reference only there.
+    reported_errors = REPORTED_EARLY_ERROR if dataset in (None, "mnist") else {}
+    reported = ", ".join(f"{model} {100 * value:.0f}%" for model, value in reported_errors.items())
+    reported_text = f" (Caffe users reported about {reported} at iteration 10)" if reported else ""
     title = " against ".join(model_label(r.model) for r in results) if len(results) > 1 else model_label(results[0].model)
-    draw_comparison(results, f"{title}: side by side", folder / "cnn_vs_mlp.png")
+    n_classes = next(iter(evaluations.values())).n_classes
+    draw_comparison(results, f"{title}: side by side", folder / "cnn_vs_mlp.png", class_names(dataset, n_classes),
+                    reported_errors)
     for path, what in (("cnn_vs_mlp.png", "Error over training, error at the earliest snapshot, per-class final "
                         "error and forgetting events of every model side by side."),
                        ("cnn_vs_mlp.csv", "Every headline number of every model side by side.")):
-        index.add("comparison", path, f"{what} Error at the earliest snapshot: {early_text} (Caffe users reported "
-                  f"about {reported} at iteration 10).", "error at the earliest snapshot",
+        index.add("comparison", path, f"{what} Error at the earliest snapshot: {early_text}{reported_text}.",
+                  "error at the earliest snapshot",
                   {r.model: r.measures["earliest_error"] for r in results}, early_text)
 
     metrics = {r.model: {key: _plain(r.measures[key]) for key in (
@@ -389,8 +401,9 @@ def analyze(params: dict[str, Any], eval_dir: Path, db: Path, out: Path, out_met
         if len(labels) != len(evaluation.labels) or not np.array_equal(labels, evaluation.labels):
             raise CaffepipeError(f"{eval_dir / model} was evaluated on other test images than those in {db} "
                                  f"({len(evaluation.labels)} against {len(labels)} images); re-run `caffepipe evaluate`")
+    info = read_json(db / "info.json", "build-db")
     with atomic_output(out, directory=True) as folder:
-        summary, metrics = write_analysis(evaluations, images, folder, params["analyze"])
+        summary, metrics = write_analysis(evaluations, images, folder, params["analyze"], info.get("dataset"))
     write_text_atomic(out_metrics, json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     log.info("wrote %d figures and tables to %s", len(summary["items"]), out)
     return metrics

@@ -4,8 +4,9 @@
 
 Writes, into --out: train_lmdb/, test_lmdb/, train_leveldb/, test_leveldb/ (the backends in params
 build_db.backends), each holding one Datum record per image (1 channel, raw uint8 pixels, the label) under
-the key b'%08d' % index, exactly as Caffe's convert_mnist_data writes them; and info.json (record counts and
-image shape). build_db.train_limit / test_limit keep only the first N images (tiny runs).
+the key b'%08d' % index, exactly as Caffe's convert_mnist_data writes them; and info.json (record counts,
+image shape, and the dataset named in fetch's source.json, for class names). build_db.train_limit /
+test_limit keep only the first N images (tiny runs).
 
 The whole folder is built beside the old one and swapped in when complete: an interrupted build leaves the
 previous databases (or nothing), never a database that looks complete and is not.
@@ -87,8 +88,16 @@ def write_leveldb(path: Path, records: list[tuple[bytes, bytes]]) -> None:
 WRITERS = {"lmdb": write_lmdb, "leveldb": write_leveldb}
 
 
+def dataset_name(raw: Path) -> str | None:
+    """Which dataset fetch put in `raw` (its source.json), so later stages can name the classes; None if unknown."""
+    try:
+        return json.loads((raw / "source.json").read_text()).get("dataset")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return None
+
+
 def build_databases(raw: Path, out: Path, backends: list[str], limits: dict[str, int | None]) -> dict:
-    info: dict = {"backends": list(backends)}
+    info: dict = {"dataset": dataset_name(raw), "backends": list(backends)}
     with atomic_output(out, directory=True) as folder:
         for split in SPLITS:
             images, labels = load_split(raw, split, limits[split])

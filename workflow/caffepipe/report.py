@@ -41,6 +41,7 @@ from matplotlib.ticker import FuncFormatter
 
 from caffepipe import caffe_env, figures, idx
 from caffepipe.atomic import write_text_atomic
+from caffepipe.datasets import class_names
 from caffepipe.errors import CaffepipeError
 from caffepipe.upstream import read_json, require
 from caffepipe.params import add_params_argument, load_params
@@ -185,8 +186,10 @@ def data_section(raw: Path) -> dict[str, Any]:
         images[split] = idx.read_idx(require(raw / f"{prefix}-images-idx3-ubyte", "fetch"))
     source = read_json(raw / "source.json", "fetch")
     classes = sorted(set(np.unique(labels["train"]).tolist()) | set(np.unique(labels["test"]).tolist()))
+    names = class_names(source.get("dataset"), max(classes) + 1)
+    shown = [names[label] if names[label] == str(label) else f"{label} {names[label]}" for label in classes]
     per_class = {split: [int(np.sum(labels[split] == label)) for label in classes] for split in RAW_SPLITS}
-    counts = pd.DataFrame({"class": [*map(str, classes), "all"],
+    counts = pd.DataFrame({"class": [*shown, "all"],
                            **{split: [*per_class[split], len(labels[split])] for split in RAW_SPLITS}})
     height, width = images["train"].shape[1:]
     return {
@@ -194,12 +197,12 @@ def data_section(raw: Path) -> dict[str, Any]:
         "totals": {split: len(labels[split]) for split in RAW_SPLITS},
         "shape": f"{height}x{width}",
         "source": key_value_table(source, "Where the data came from (source.json)"),
-        "grid": Figure(sample_grid(images["train"], labels["train"], classes),
+        "grid": Figure(sample_grid(images["train"], labels["train"], classes, shown),
                        f"The first {SAMPLES_PER_CLASS} training images of each class", "sample grid of training digits"),
     }
 
 
-def sample_grid(images: np.ndarray, labels: np.ndarray, classes: list[int]) -> str:
+def sample_grid(images: np.ndarray, labels: np.ndarray, classes: list[int], names: list[str]) -> str:
     """One row per class, its first SAMPLES_PER_CLASS training digits, tiled into one image with thin gaps."""
     height, width = images.shape[1:]
     gap = 2
@@ -212,7 +215,7 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, classes: list[int]) -> s
     fig, ax = figures.plt.subplots(figsize=(SAMPLES_PER_CLASS * 0.55 + 0.6, len(classes) * 0.55 + 0.3), layout="constrained")
     cmap = figures.plt.get_cmap("gray").with_extremes(bad="white")
     ax.imshow(grid, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
-    ax.set_yticks([row * (height + gap) + height / 2 for row in range(len(classes))], [str(label) for label in classes])
+    ax.set_yticks([row * (height + gap) + height / 2 for row in range(len(classes))], names)
     ax.set_xticks([])
     ax.set_ylabel("class")
     ax.grid(False)

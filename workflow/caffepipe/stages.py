@@ -195,7 +195,8 @@ STAGES: tuple[Stage, ...] = (
             Output("reports/analysis-metrics.json", metric=True),
         ),
         params=("analyze", MODELS_PARAM, "netgen.backend"),
-        code=("analyze.py", "analysis.py", "analysis_figures.py", "eval_format.py", "figures.py", "datum.py"),
+        code=("analyze.py", "analysis.py", "analysis_figures.py", "datasets.py", "eval_format.py", "figures.py", "datum.py",
+              "upstream.py"),
         mem_mb=4000,
     ),
     Stage(
@@ -254,7 +255,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         outputs=(Output("reports/index.html"),),
         params=("report", MODELS_PARAM),
-        code=("report.py", "templates/report.html.j2", "caffe_env.py", "idx.py", "figures.py", "upstream.py"),
+        code=("report.py", "templates/report.html.j2", "caffe_env.py", "datasets.py", "idx.py", "figures.py", "upstream.py"),
     ),
 )
 
