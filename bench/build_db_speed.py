@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from caffepipe.build_db import datum_records, load_split, write_leveldb, write_lmdb
+from caffepipe.data.build_db import datum_records, load_split, write_leveldb, write_lmdb
 
 TARGET_LMDB_S = 2.0
 

@@ -12,7 +12,7 @@ Two wall times are compared:
   the training loop itself, with the pipeline's per-iteration callback and its extra snapshots;
 - command: the whole command, so also the start-up (Python, pycaffe's imports: about half a second, which
   the `caffe` binary does not pay), fingerprinting the data and writing the outputs.
-With them come user and system CPU times and each run's final test outputs (caffepipe.parse_log). Both runs
+With them come user and system CPU times and each run's final test outputs (caffepipe.training.parse_log). Both runs
 train from the same solver and seed on the same data in the same order, so those outputs should be equal.
 
     .venv/bin/python bench/train_accuracy_and_overhead.py --db data/db --repeats lenet=2 mlp=4 \\
@@ -58,7 +58,7 @@ def timed(command: list[str], env: dict[str, str], log: Path, cwd: Path) -> dict
 
 
 def final_test(log: Path) -> dict[str, float]:
-    from caffepipe.parse_log import final_metrics, parse_caffe_log
+    from caffepipe.training.parse_log import final_metrics, parse_caffe_log
 
     with open(log, errors="replace") as handle:
         metrics = final_metrics(parse_caffe_log(handle))
@@ -87,7 +87,7 @@ def training_seconds(log: Path) -> float:
 
 def hand_solver(nets: Path, folder: Path) -> Path:
     """netgen's solver with absolute net paths and its snapshots in `folder`: the same training, by hand."""
-    from caffepipe.caffe_env import import_caffe
+    from caffepipe.core.caffe_env import import_caffe
     from google.protobuf import text_format
 
     import_caffe()
@@ -104,7 +104,7 @@ def hand_solver(nets: Path, folder: Path) -> Path:
 
 
 def run_model(model: str, params: Path, db: Path, work: Path, threads: int, repeat: int) -> dict:
-    from caffepipe.caffe_env import blas_environment, caffe_tool
+    from caffepipe.core.caffe_env import blas_environment, caffe_tool
 
     # Both log everything, once, to stderr (the caffe binary would also write glog files to /tmp).
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "GLOG_minloglevel": "0", "GLOG_logtostderr": "1"}

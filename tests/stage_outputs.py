@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from tests.conftest import synthetic_digits, tiny_params, write_params
-from caffepipe.build_db import build_databases
-from caffepipe.idx import write_idx
+from caffepipe.data.build_db import build_databases
+from caffepipe.data.idx import write_idx
 
 MODEL_KINDS = ("lenet", "mlp")
 
@@ -82,7 +82,7 @@ def stage_workdir(caffe, work: Path, **params) -> Path:
 
 
 def _png(path: Path, seed: int = 0) -> Path:
-    from caffepipe import figures
+    from caffepipe.core import figures
 
     figures.apply_style()
     fig, ax = figures.plt.subplots(figsize=(3, 2))

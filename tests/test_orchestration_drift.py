@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from caffepipe import orchestration
-from caffepipe.dvc_yaml import render_dvc_yaml
-from caffepipe.stages import STAGES
+from caffepipe.pipeline import orchestration
+from caffepipe.pipeline.dvc_yaml import render_dvc_yaml
+from caffepipe.pipeline.stages import STAGES
 from tests.conftest import BIN, REPO
 
 

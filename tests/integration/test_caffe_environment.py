@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from caffepipe import caffe_env
+from caffepipe.core import caffe_env
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caffepipe import caffe_env
-from caffepipe.build_db import build_databases
-from caffepipe.datum import db_path, iterate_db
-from caffepipe.idx import read_idx, write_idx
+from caffepipe.core import caffe_env
+from caffepipe.data.build_db import build_databases
+from caffepipe.data.datum import db_path, iterate_db
+from caffepipe.data.idx import read_idx, write_idx
 from tests.conftest import run_caffepipe, tiny_params, write_params
 
 pytestmark = pytest.mark.integration

@@ -48,7 +48,7 @@ def bar_weights() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from caffepipe.caffe_env import import_caffe
+    from caffepipe.core.caffe_env import import_caffe
 
     caffe = import_caffe(threads=1)
     work = tmp_path_factory.mktemp("evaluate")
@@ -136,7 +136,7 @@ def test_evaluate_then_analyze_give_the_known_answers(workspace: dict) -> None:
 
 
 def test_evaluate_refuses_a_snapshot_of_another_net(workspace: dict, tmp_path: Path) -> None:
-    from caffepipe.caffe_env import import_caffe
+    from caffepipe.core.caffe_env import import_caffe
 
     caffe = import_caffe(threads=1)
     ws = workspace

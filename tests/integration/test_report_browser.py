@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from caffepipe import caffe_env
+from caffepipe.core import caffe_env
 from caffepipe.browser import check_page
 from tests.conftest import BIN, run_caffepipe
 from tests.stage_outputs import MODEL_KINDS, stage_workdir, upstream_reports

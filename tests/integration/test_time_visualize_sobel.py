@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from caffepipe import caffe_env
+from caffepipe.core import caffe_env
 from tests.conftest import run_caffepipe
 from tests.stage_outputs import stage_workdir
 

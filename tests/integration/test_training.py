@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """640 training and 200 test digits (synthetic, easy to learn) in LMDB and LevelDB, made by build-db."""
-    from caffepipe.idx import write_idx
+    from caffepipe.data.idx import write_idx
 
     work = tmp_path_factory.mktemp("db")
     (work / "raw").mkdir()
@@ -88,8 +88,8 @@ def workspace(tmp_path: Path, tiny_db: Path) -> Workspace:
 
 
 def test_netgen_output_loads_in_caffe_and_deploy_classifies(workspace: Workspace) -> None:
-    from caffepipe.caffe_env import import_caffe
-    from caffepipe.models import INPUT_SCALE
+    from caffepipe.core.caffe_env import import_caffe
+    from caffepipe.training.models import INPUT_SCALE
 
     for model in ("lenet", "mlp"):
         workspace.model = model
@@ -116,7 +116,7 @@ def test_netgen_output_loads_in_caffe_and_deploy_classifies(workspace: Workspace
 
 def test_caffe_binary_trains_from_the_generated_solver(workspace: Workspace) -> None:
     """The solver netgen writes runs as is with `caffe train` from the repository root."""
-    from caffepipe.caffe_env import caffe_subprocess_env, caffe_tool
+    from caffepipe.core.caffe_env import caffe_subprocess_env, caffe_tool
 
     workspace.set_params(train={"max_iter": 6, "display": 2, "test_interval": 3})
     workspace.netgen()
@@ -142,7 +142,7 @@ def test_training_writes_the_scheduled_snapshots_and_is_idempotent(workspace: Wo
     assert "Optimization Done." in log and "Iteration 40, Testing net (#0)" in log
 
     # The solverstate names its caffemodel relative to where training ran, as Caffe does.
-    from caffepipe.caffe_env import import_caffe
+    from caffepipe.core.caffe_env import import_caffe
     import_caffe(threads=1)
     from caffe.proto import caffe_pb2
     state = caffe_pb2.SolverState()

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from caffepipe import analyze as analyze_module
-from caffepipe.errors import CaffepipeError
-from caffepipe.eval_format import read_evaluation, write_evaluation
+from caffepipe.evaluation import analyze as analyze_module
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.evaluation.eval_files import read_evaluation, write_evaluation
 
 LABELS = np.tile(np.arange(10), 2)          # 20 images, two of each class
 ITERATIONS = np.array([10, 100, 1000])
@@ -162,7 +162,7 @@ def test_fashion_mnist_classes_are_named_in_the_analysis(tmp_path: Path, evaluat
 
 
 def test_class_names_fall_back_to_numbers() -> None:
-    from caffepipe.datasets import class_names
+    from caffepipe.data.class_names import class_names
 
     assert class_names("mnist", 10) == [str(k) for k in range(10)]
     assert class_names("fashion-mnist", 10)[9] == "Ankle boot"

@@ -1,6 +1,6 @@
 import pytest
 
-from caffepipe.atomic import atomic_output, write_text_atomic
+from caffepipe.core.atomic import atomic_output, write_text_atomic
 
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path) -> None:

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caffepipe.bench_io import (decode_agreement, disk_usage, draw_figure, evict_from_page_cache, headline_metrics,
+from caffepipe.data.bench_io import (decode_agreement, disk_usage, draw_figure, evict_from_page_cache, headline_metrics,
                                 read_database, read_image_files, read_raw_array, run_benchmark, summarize)
-from caffepipe.build_db import datum_records, write_leveldb, write_lmdb
-from caffepipe.errors import CaffepipeError
-from caffepipe.export_images import export_images
-from caffepipe.idx import write_idx
+from caffepipe.data.build_db import datum_records, write_leveldb, write_lmdb
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.data.export_images import export_images
+from caffepipe.data.idx import write_idx
 from tests.conftest import synthetic_digits
 
 

@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from caffepipe.build_db import build_databases, lmdb_map_size
-from caffepipe.datum import db_path, read_db
-from caffepipe.errors import CaffepipeError
-from caffepipe.idx import read_idx, write_idx
+from caffepipe.data.build_db import build_databases, lmdb_map_size
+from caffepipe.data.datum import db_path, read_db
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.data.idx import read_idx, write_idx
 
 
 @pytest.mark.parametrize("backend", ["lmdb", "leveldb"])

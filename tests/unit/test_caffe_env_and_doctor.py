@@ -1,7 +1,9 @@
 import pytest
 
-from caffepipe import caffe_env, doctor
-from caffepipe.errors import CaffepipeError
+from caffepipe.core import caffe_env
+
+from caffepipe.core import doctor
+from caffepipe.core.errors import CaffepipeError
 
 
 def test_a_caffe_root_without_caffe_is_a_clear_error(tmp_path, monkeypatch) -> None:

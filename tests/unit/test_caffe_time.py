@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from caffepipe.caffe_time import CaffeTime, LayerTime, glog_message, layers_csv, parse_caffe_time
-from caffepipe.errors import CaffepipeError
+from caffepipe.inspection.time import CaffeTime, LayerTime, glog_message, layers_csv, parse_caffe_time
+from caffepipe.core.errors import CaffepipeError
 
 
 def caffe_time_log(year: bool = True, layers=(("data", 0.03, 0.0007), ("conv1", 0.215, 0.283333), ("loss", 0.01, 5e-05)),

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from caffepipe.datum import db_path, decode_datum, encode_datum, iterate_db, read_db
-from caffepipe.errors import CaffepipeError
+from caffepipe.data.datum import db_path, decode_datum, encode_datum, iterate_db, read_db
+from caffepipe.core.errors import CaffepipeError
 
 
 @given(hnp.arrays(np.uint8, st.tuples(st.integers(1, 3), st.integers(1, 30), st.integers(1, 30))), st.integers(0, 100_000))
@@ -40,7 +40,7 @@ def test_reading_a_leveldb_leaves_its_folder_as_it_was(tmp_path) -> None:
     """Opening a LevelDB rewrites its files; our readers open a copy so the tracked output never changes."""
     import plyvel
 
-    from caffepipe.build_db import write_leveldb
+    from caffepipe.data.build_db import write_leveldb
 
     write_leveldb(tmp_path / "db", [(b"%08d" % i, encode_datum(np.full((1, 2, 2), i, np.uint8), i)) for i in range(5)])
     state = lambda: {p.name: p.read_bytes() for p in (tmp_path / "db").iterdir()}  # noqa: E731

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from caffepipe import eval_format
-from caffepipe.errors import CaffepipeError
-from caffepipe.evaluate import forward_probs, load_manifest
+from caffepipe.evaluation import eval_files
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.evaluation.evaluate import forward_probs, load_manifest
 
 
 class FakeBlob:
@@ -102,7 +102,7 @@ def hand_made_probs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def test_evaluation_folder_round_trip_and_metrics(tmp_path: Path) -> None:
     iterations, labels, probs = hand_made_probs()
     out = tmp_path / "eval" / "lenet"
-    summary = eval_format.write_evaluation(out, iterations, labels, probs, {"model": "lenet", "backend": "lmdb"})
+    summary = eval_files.write_evaluation(out, iterations, labels, probs, {"model": "lenet", "backend": "lmdb"})
     assert sorted(p.name for p in out.iterdir()) == ["confusion.csv", "info.json", "predictions.npz", "summary.csv"]
 
     written = pd.read_csv(out / "summary.csv")
@@ -119,17 +119,17 @@ def test_evaluation_folder_round_trip_and_metrics(tmp_path: Path) -> None:
     cell = confusion[(confusion.iteration == 100) & (confusion.true == 2) & (confusion.predicted == 1)]
     assert cell["count"].tolist() == [1]
 
-    evaluation = eval_format.read_evaluation(out, "lenet")
+    evaluation = eval_files.read_evaluation(out, "lenet")
     assert evaluation.model == "lenet" and evaluation.n_classes == 10 and evaluation.final_iteration == 100
     np.testing.assert_array_equal(evaluation.labels, labels)
     np.testing.assert_array_equal(evaluation.predictions, [[0, 0, 0, 0], [0, 1, 2, 1]])
     np.testing.assert_array_equal(evaluation.confusion[1, :3, :3], [[1, 0, 0], [0, 1, 0], [0, 1, 1]])
     np.testing.assert_allclose(evaluation.probs, probs)
     info = json.loads((out / "info.json").read_text())
-    assert info["format"] == eval_format.FORMAT and info["iterations"] == [10, 100] and info["images"] == 4
+    assert info["format"] == eval_files.FORMAT and info["iterations"] == [10, 100] and info["images"] == 4
     assert info["backend"] == "lmdb"
 
-    assert eval_format.final_metrics(summary) == {"iteration": 100, "accuracy": 0.75, "error": 0.25,
+    assert eval_files.final_metrics(summary) == {"iteration": 100, "accuracy": 0.75, "error": 0.25,
                                                   "loss": pytest.approx(written["loss"].iloc[1], rel=1e-5),
                                                   "errors": 1, "images": 4}
 
@@ -137,20 +137,20 @@ def test_evaluation_folder_round_trip_and_metrics(tmp_path: Path) -> None:
 def test_write_evaluation_refuses_labels_beyond_the_classes(tmp_path: Path) -> None:
     iterations, labels, probs = hand_made_probs()
     with pytest.raises(CaffepipeError, match="net outputs 3 classes"):
-        eval_format.write_evaluation(tmp_path / "e", iterations, labels + 1, probs[:, :, :3], {"model": "lenet"})
+        eval_files.write_evaluation(tmp_path / "e", iterations, labels + 1, probs[:, :, :3], {"model": "lenet"})
     assert not (tmp_path / "e").exists()
 
 
 def test_read_evaluation_explains_a_missing_or_old_folder(tmp_path: Path) -> None:
     with pytest.raises(CaffepipeError, match="run `caffepipe evaluate` for lenet"):
-        eval_format.read_evaluation(tmp_path / "nothing", "lenet")
+        eval_files.read_evaluation(tmp_path / "nothing", "lenet")
     iterations, labels, probs = hand_made_probs()
     out = tmp_path / "old"
-    eval_format.write_evaluation(out, iterations, labels, probs, {"model": "lenet"})
+    eval_files.write_evaluation(out, iterations, labels, probs, {"model": "lenet"})
     (out / "info.json").write_text(json.dumps({"format": 0}))
     with pytest.raises(CaffepipeError, match="format 0"):
-        eval_format.read_evaluation(out, "lenet")
+        eval_files.read_evaluation(out, "lenet")
     (out / "predictions.npz").write_bytes(b"not a zip")
-    (out / "info.json").write_text(json.dumps({"format": eval_format.FORMAT}))
+    (out / "info.json").write_text(json.dumps({"format": eval_files.FORMAT}))
     with pytest.raises(CaffepipeError, match="unreadable"):
-        eval_format.read_evaluation(out, "lenet")
+        eval_files.read_evaluation(out, "lenet")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from caffepipe.errors import CaffepipeError
-from caffepipe.export_images import export_images, image_file_name, main
-from caffepipe.idx import write_idx
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.data.export_images import export_images, image_file_name, main
+from caffepipe.data.idx import write_idx
 from tests.conftest import synthetic_digits, tiny_params, write_params
 
 

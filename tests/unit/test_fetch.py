@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from caffepipe import fetch
-from caffepipe.errors import CaffepipeError
-from caffepipe.idx import encode_idx
+from caffepipe.data import fetch
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.data.idx import encode_idx
 
 PARAMS = {"dataset": "mnist", "sources": ["local"], "timeout_s": 1, "local_dir": None}
 

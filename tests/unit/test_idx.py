@@ -3,8 +3,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from caffepipe.errors import CaffepipeError
-from caffepipe.idx import encode_idx, parse_idx, read_idx, write_idx
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.data.idx import encode_idx, parse_idx, read_idx, write_idx
 
 
 @given(hnp.arrays(dtype=st.sampled_from([np.uint8, np.int16, np.int32, np.float32]),

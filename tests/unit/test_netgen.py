@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from caffepipe import models, netgen
-from caffepipe.datum import db_path
-from caffepipe.caffe_env import import_caffe
-from caffepipe.errors import CaffepipeError
-from caffepipe.params import SCHEMA_DIR
+from caffepipe.training import models
+
+from caffepipe.training import netgen
+from caffepipe.data.datum import db_path
+from caffepipe.core.caffe_env import import_caffe
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.pipeline.params import SCHEMA_DIR
 from tests.conftest import default_params, tiny_params
 
 caffe = import_caffe(threads=1)

@@ -1,5 +1,5 @@
-from caffepipe import orchestration
-from caffepipe.stages import STAGES, stage
+from caffepipe.pipeline import orchestration
+from caffepipe.pipeline.stages import STAGES, stage
 from tests.conftest import default_params
 
 

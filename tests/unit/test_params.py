@@ -4,8 +4,8 @@ import pytest
 import yaml
 from hypothesis import given, strategies as st
 
-from caffepipe.errors import CaffepipeError
-from caffepipe.params import load_params, params_schema, validate_params
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.pipeline.params import load_params, params_schema, validate_params
 from tests.conftest import REPO, default_params
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from caffepipe import parse_log
-from caffepipe.errors import CaffepipeError
-from caffepipe.parse_log import parse_caffe_log
+from caffepipe.training import parse_log
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.training.parse_log import parse_caffe_log
 
 SOLVER, PREFETCH = 100, 200
 

@@ -1,7 +1,7 @@
 import io
 import logging
 
-from caffepipe.progress import Progress, format_duration, progress_line
+from caffepipe.core.progress import Progress, format_duration, progress_line
 
 
 def test_durations_read_like_a_person_writes_them() -> None:
@@ -17,7 +17,7 @@ def test_a_progress_line_has_count_share_rate_and_eta() -> None:
 
 def test_without_a_terminal_it_logs_plain_lines(caplog) -> None:
     stream = io.StringIO()            # not a TTY: no bar is drawn
-    with caplog.at_level(logging.INFO, logger="caffepipe.progress"):
+    with caplog.at_level(logging.INFO, logger="caffepipe.core.progress"):
         with Progress(total=10, desc="work", stream=stream, interval_s=0) as progress:
             progress.update(step=4, loss=1.0)
             progress.update(to=10)

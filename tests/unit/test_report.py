@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from caffepipe import report
-from caffepipe.errors import CaffepipeError
+from caffepipe.report import report
+from caffepipe.core.errors import CaffepipeError
 from tests.conftest import tiny_params, write_params
 from tests.stage_outputs import figure_reports, upstream_reports
 

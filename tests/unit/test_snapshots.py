@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from caffepipe import snapshots
-from caffepipe.caffe_env import import_caffe
-from caffepipe.errors import CaffepipeError
-from caffepipe.snapshots import Snapshot, check_snapshot, scheduled_iterations
+from caffepipe.training import snapshots
+from caffepipe.core.caffe_env import import_caffe
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.training.snapshots import Snapshot, check_snapshot, scheduled_iterations
 
 import_caffe(threads=1)
 from caffe.proto import caffe_pb2  # noqa: E402

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caffepipe import caffe_env
-from caffepipe.sobel import CONV_LAYER, SOBEL_X, SOBEL_Y, build_sobel_net, sobel_gradients, sobel_net_spec
+from caffepipe.core import caffe_env
+from caffepipe.inspection.sobel import CONV_LAYER, SOBEL_X, SOBEL_Y, build_sobel_net, sobel_gradients, sobel_net_spec
 
 
 @pytest.fixture(scope="module")

@@ -11,22 +11,31 @@ from pathlib import Path
 import pytest
 
 from caffepipe.cli import COMMANDS
-from caffepipe.stages import SHARED_CODE, STAGES
+from caffepipe.pipeline.stages import SHARED_CODE, STAGES
 
 PACKAGE = Path(__file__).resolve().parents[2] / "workflow" / "caffepipe"
 
 
+def module_file(module: str) -> Path:
+    """'data.fetch' -> workflow/caffepipe/data/fetch.py"""
+    return PACKAGE / (module.replace(".", "/") + ".py")
+
+
 def caffepipe_imports(module: str) -> set[str]:
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    """The caffepipe modules one module imports, as dotted names under the package ('core.atomic')."""
+    tree = ast.parse(module_file(module).read_text())
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "caffepipe":
-            if node.module == "caffepipe":
-                found |= {alias.name for alias in node.names if (PACKAGE / f"{alias.name}.py").exists()}
-            else:
-                found.add(node.module.split(".")[1])
+            inner = node.module.removeprefix("caffepipe").lstrip(".")
+            for alias in node.names:     # `from caffepipe.core import figures` imports a module
+                candidate = f"{inner}.{alias.name}" if inner else alias.name
+                if module_file(candidate).is_file():
+                    found.add(candidate)
+            if inner and module_file(inner).is_file():
+                found.add(inner)
         elif isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[1] for alias in node.names if alias.name.startswith("caffepipe.")}
+            found |= {alias.name.removeprefix("caffepipe.") for alias in node.names if alias.name.startswith("caffepipe.")}
     return found
 
 
@@ -40,11 +49,16 @@ def imported_closure(module: str) -> set[str]:
     return seen
 
 
+def dotted(path: str) -> str:
+    """'workflow/caffepipe/core/atomic.py' or 'core/atomic.py' -> 'core.atomic'"""
+    return path.removeprefix("workflow/caffepipe/").removesuffix(".py").replace("/", ".")
+
+
 @pytest.mark.parametrize("stage", STAGES, ids=lambda stage: stage.name)
 def test_declared_code_is_what_the_stage_imports(stage) -> None:
     module = COMMANDS[stage.cli_name]
-    shared = {Path(path).stem for path in SHARED_CODE}
-    declared = {Path(name).stem for name in stage.code if name.endswith(".py")}
+    shared = {dotted(path) for path in SHARED_CODE}
+    declared = {dotted(name) for name in stage.code if name.endswith(".py")}
     needed = imported_closure(module) - shared
     assert declared == needed, f"stages.py {stage.name}: declare {sorted(needed - declared)}, drop {sorted(declared - needed)}"
 

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from caffepipe import netgen, train, training_folder, training_inputs
-from caffepipe.caffe_env import import_caffe
-from caffepipe.errors import CaffepipeError
-from caffepipe.train import Plan, plan_training, replayed_batches
+from caffepipe.core.caffe_env import import_caffe
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.training import folder as training_folder
+from caffepipe.training import inputs as training_inputs
+from caffepipe.training import netgen, train
+from caffepipe.training.train import Plan, plan_training, replayed_batches
 from tests.conftest import tiny_params
 
 caffe = import_caffe(threads=1)

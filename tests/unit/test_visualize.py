@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caffepipe import caffe_env
-from caffepipe.visualize import FILTER_LIMIT, feature_layers, first_layer_filters, forward_samples, mosaic, unit_grid
+from caffepipe.core import caffe_env
+from caffepipe.inspection.visualize import FILTER_LIMIT, feature_layers, first_layer_filters, forward_samples, mosaic, unit_grid
 from tests.stage_outputs import tiny_nets
 
 

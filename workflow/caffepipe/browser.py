@@ -29,7 +29,7 @@ from typing import Any
 
 import aiohttp
 
-from caffepipe.errors import CaffepipeError
+from caffepipe.core.errors import CaffepipeError
 
 CHROMIUM = "chromium"
 CHROMIUM_FLAGS = (

@@ -11,26 +11,26 @@ import logging
 import os
 import sys
 
-from caffepipe.errors import CaffepipeError
+from caffepipe.core.errors import CaffepipeError
 
 # stage name on the command line -> module in this package
 COMMANDS = {
-    "fetch": "fetch",
-    "build-db": "build_db",
-    "export-images": "export_images",
-    "bench-io": "bench_io",
-    "netgen": "netgen",
-    "train": "train",
-    "parse-log": "parse_log",
-    "evaluate": "evaluate",
-    "analyze": "analyze",
-    "time": "caffe_time",
-    "visualize": "visualize",
-    "sobel": "sobel",
-    "report": "report",
-    "doctor": "doctor",
-    "check-params": "params",
-    "dvc-yaml": "dvc_yaml",
+    "fetch": "data.fetch",
+    "build-db": "data.build_db",
+    "export-images": "data.export_images",
+    "bench-io": "data.bench_io",
+    "netgen": "training.netgen",
+    "train": "training.train",
+    "parse-log": "training.parse_log",
+    "evaluate": "evaluation.evaluate",
+    "analyze": "evaluation.analyze",
+    "time": "inspection.time",
+    "visualize": "inspection.visualize",
+    "sobel": "inspection.sobel",
+    "report": "report.report",
+    "doctor": "core.doctor",
+    "check-params": "pipeline.params",
+    "dvc-yaml": "pipeline.dvc_yaml",
 }
 
 EXIT_USER_ERROR = 2

@@ -1,0 +1,127 @@
+"""`caffepipe build-db`: the Caffe databases the Data layers read, in LMDB and LevelDB.
+
+    caffepipe build-db --params params.yaml --raw data/raw --out data/db
+
+Writes, into --out: train_lmdb/, test_lmdb/, train_leveldb/, test_leveldb/ (the backends in params
+build_db.backends), each holding one Datum record per image (1 channel, raw uint8 pixels, the label) under
+the key b'%08d' % index, exactly as Caffe's convert_mnist_data writes them; and info.json (record counts,
+image shape, and the dataset named in fetch's source.json, for class names). build_db.train_limit /
+test_limit keep only the first N images (tiny runs).
+
+The whole folder is built beside the old one and swapped in when complete: an interrupted build leaves the
+previous databases (or nothing), never a database that looks complete and is not.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from caffepipe.core.atomic import atomic_output
+from caffepipe.data.datum import SPLITS, db_path, encode_datum, record_key
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.data.idx import read_idx
+from caffepipe.pipeline.params import add_params_argument, load_params
+
+log = logging.getLogger(__name__)
+
+# IDX file names of each split, as MNIST and Fashion-MNIST ship them
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+LEVELDB_BATCH = 10_000             # records per LevelDB write batch
+LEVELDB_WRITE_BUFFER = 256 << 20   # Caffe's own LevelDB write buffer (db_leveldb.cpp)
+
+
+def load_split(raw: Path, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 1, H, W) uint8 and labels (N,) of one split, checked to belong together."""
+    images_file, labels_file = (raw / name for name in IDX_FILES[split])
+    images, labels = read_idx(images_file), read_idx(labels_file)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise CaffepipeError(f"{images_file}: expected (N, height, width) uint8 images, got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise CaffepipeError(f"{labels_file}: {labels.shape} labels for {len(images)} images; the files do not belong together")
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    return images[:, np.newaxis], labels.astype(np.int64)
+
+
+def datum_records(images: np.ndarray, labels: np.ndarray) -> list[tuple[bytes, bytes]]:
+    return [(record_key(index), encode_datum(image, int(label))) for index, (image, label) in enumerate(zip(images, labels))]
+
+
+def lmdb_map_size(records: list[tuple[bytes, bytes]]) -> int:
+    """Room for the records with LMDB's page overhead: twice their size, plus 16 MiB, whole MiB."""
+    payload = sum(len(key) + len(value) for key, value in records)
+    return ((2 * payload + (16 << 20)) >> 20) << 20
+
+
+def write_lmdb(path: Path, records: list[tuple[bytes, bytes]]) -> None:
+    import lmdb
+
+    with lmdb.open(str(path), map_size=lmdb_map_size(records), subdir=True, sync=False) as env:
+        with env.begin(write=True) as txn:      # one transaction: all records, or none
+            cursor = txn.cursor()
+            stored, _ = cursor.putmulti(records, append=True)   # keys are written in order
+        env.sync(True)
+    if stored != len(records):
+        raise CaffepipeError(f"{path}: LMDB stored {stored} of {len(records)} records")
+
+
+def write_leveldb(path: Path, records: list[tuple[bytes, bytes]]) -> None:
+    import plyvel
+
+    db = plyvel.DB(str(path), create_if_missing=True, error_if_exists=True, write_buffer_size=LEVELDB_WRITE_BUFFER)
+    try:
+        for start in range(0, len(records), LEVELDB_BATCH):
+            with db.write_batch(sync=False) as batch:
+                for key, value in records[start:start + LEVELDB_BATCH]:
+                    batch.put(key, value)
+        db.compact_range()
+    finally:
+        db.close()
+
+
+WRITERS = {"lmdb": write_lmdb, "leveldb": write_leveldb}
+
+
+def dataset_name(raw: Path) -> str | None:
+    """Which dataset fetch put in `raw` (its source.json), so later stages can name the classes; None if unknown."""
+    try:
+        return json.loads((raw / "source.json").read_text()).get("dataset")
+    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
+        return None
+
+
+def build_databases(raw: Path, out: Path, backends: list[str], limits: dict[str, int | None]) -> dict:
+    info: dict = {"dataset": dataset_name(raw), "backends": list(backends)}
+    with atomic_output(out, directory=True) as folder:
+        for split in SPLITS:
+            images, labels = load_split(raw, split, limits[split])
+            records = datum_records(images, labels)
+            for backend in backends:
+                started = time.perf_counter()
+                WRITERS[backend](db_path(folder, split, backend), records)
+                log.info("%s_%s: %d records in %.2f s", split, backend, len(records), time.perf_counter() - started)
+            info[split] = len(records)
+            info["channels"], info["height"], info["width"] = (int(size) for size in images.shape[1:])
+            info[f"{split}_label_counts"] = np.bincount(labels, minlength=10).tolist()
+        (folder / "info.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="caffepipe build-db", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_params_argument(parser)
+    parser.add_argument("--raw", type=Path, required=True, help="folder of the four IDX files (data/raw)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the databases (data/db)")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)["build_db"]
+    limits = {"train": params["train_limit"], "test": params["test_limit"]}
+    info = build_databases(args.raw, args.out, params["backends"], limits)
+    print(f"built {', '.join(params['backends'])} databases in {args.out}: {info['train']} train, {info['test']} test records")
+    return 0

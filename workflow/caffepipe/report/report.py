@@ -1,0 +1,493 @@
+"""`caffepipe report`: one self-contained HTML page of the whole run, readable straight from disk.
+
+    caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train
+        --eval reports/eval --analysis reports/analysis --time reports/time --visualize reports/visualize
+        --sobel reports/sobel --out reports/index.html
+
+Every figure is embedded as a base64 PNG data URI and the stylesheet is inline, so the file needs no server and
+no other file. The page is rendered from the Jinja2 template templates/report.html.j2 (in this package). Sections
+and where each one's numbers come from:
+
+- data: image counts and a sample grid, from the IDX files in --raw and their source.json (`caffepipe fetch`);
+- read benchmark: io.csv, io.png and metrics.json from --bench (`caffepipe bench-io`);
+- training curves: <model>/train.csv and test.csv from --train (`caffepipe parse-log`), drawn here;
+- model comparison: final test metrics (--eval, `caffepipe evaluate`), training metrics (--train) and timings;
+- error analyses: every figure and table listed in --analysis/summary.json (`caffepipe analyze`);
+- layer timings: --time/<model>/ (`caffepipe time`);
+- visualisations: --visualize/<model>/index.json (`caffepipe visualize`) and --sobel/index.json (`caffepipe sobel`);
+- run information: the params, tool versions, the git commit and the date.
+
+A missing input is an error naming the file and the stage that makes it; nothing is left out silently.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.metadata
+import io
+import json
+import logging
+import math
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter
+
+from caffepipe.core import caffe_env
+
+from caffepipe.core import figures
+
+from caffepipe.data import idx
+from caffepipe.core.atomic import write_text_atomic
+from caffepipe.data.class_names import class_names
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.core.upstream import read_json, require
+from caffepipe.pipeline.params import add_params_argument, load_params
+
+log = logging.getLogger(__name__)
+
+TEMPLATE = "report.html.j2"
+TABLE_ROWS = 12                   # rows of a long CSV shown in the page; the file has them all
+SAMPLES_PER_CLASS = 10            # sample grid: this many training digits of each class
+RAW_SPLITS = {"train": "train", "test": "t10k"}
+PYTHON_PACKAGES = ("numpy", "pandas", "matplotlib", "seaborn", "protobuf", "lmdb", "plyvel", "dvc", "snakemake")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the template gets
+
+@dataclass
+class Figure:
+    src: str                      # a data: URI
+    caption: str
+    alt: str = ""
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str = ""
+    note: str = ""                # e.g. "first 12 of 87 rows; the whole table: reports/analysis/errors_lenet.csv"
+    numeric: list[bool] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading inputs: a missing one is an error that names the stage that makes it
+
+def read_csv(path: Path, stage: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(require(path, stage))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise CaffepipeError(f"{path} is not a readable CSV ({error}); re-run `caffepipe {stage}`") from None
+
+
+def png_data_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def embed_png(path: Path, stage: str) -> str:
+    data = require(path, stage).read_bytes()
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise CaffepipeError(f"{path} is not a PNG file; re-run `caffepipe {stage}`")
+    return png_data_uri(data)
+
+
+def figure_data_uri(fig) -> str:
+    """A matplotlib figure as an embedded PNG (closed afterwards)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    figures.plt.close(fig)
+    return png_data_uri(buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Formatting
+
+def format_value(value: Any) -> str:
+    """Numbers with about four significant digits, never in scientific notation for the usual ranges."""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if math.isnan(value):
+            return "–"
+        if math.isinf(value) or value == 0:
+            return str(value) if value else "0"
+        magnitude = math.floor(math.log10(abs(value)))
+        if magnitude >= 4:
+            return f"{value:,.0f}"
+        if magnitude >= -4:
+            return f"{value:,.{max(0, 3 - magnitude)}f}"
+        return f"{value:.3e}"
+    if value is None:
+        return "–"
+    return str(value)
+
+
+def format_cell(value: Any) -> str:
+    """A table cell: a column of mixed values reads from CSV as text, so numbers written as text are formatted too."""
+    if isinstance(value, str):
+        for number in (int, float):
+            try:
+                return format_value(number(value))
+            except ValueError:
+                continue
+    return format_value(value)
+
+
+def frame_table(frame: pd.DataFrame, caption: str = "", source: str = "", max_rows: int | None = TABLE_ROWS) -> Table:
+    shown = frame if max_rows is None else frame.head(max_rows)
+    note = ""
+    if max_rows is not None and len(frame) > max_rows:
+        note = f"first {max_rows} of {len(frame)} rows" + (f"; the whole table: {source}" if source else "")
+    numeric = [pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
+               for column in frame.columns]
+    rows = [[format_cell(value) for value in row] for row in shown.itertuples(index=False, name=None)]
+    return Table(columns=[str(column) for column in frame.columns], rows=rows, caption=caption, note=note, numeric=numeric)
+
+
+def flatten(mapping: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists of scalars are joined."""
+    if not isinstance(mapping, dict):
+        return {prefix: mapping}
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(flatten(value, name))
+        elif isinstance(value, list) and not any(isinstance(item, (dict, list)) for item in value):
+            flat[name] = ", ".join(format_value(item) for item in value)
+        elif isinstance(value, list):
+            flat[name] = json.dumps(value)
+        else:
+            flat[name] = value
+    return flat
+
+
+def key_value_table(mapping: dict[str, Any], caption: str = "") -> Table:
+    flat = flatten(mapping)
+    return Table(columns=["", "value"], rows=[[key, format_value(value)] for key, value in flat.items()],
+                 caption=caption, numeric=[False, all(isinstance(value, (int, float)) for value in flat.values())])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sections
+
+def data_section(raw: Path) -> dict[str, Any]:
+    """Counts per split and class, the source, and a grid of training digits of every class."""
+    labels, images = {}, {}
+    for split, prefix in RAW_SPLITS.items():
+        labels[split] = idx.read_idx(require(raw / f"{prefix}-labels-idx1-ubyte", "fetch"))
+        images[split] = idx.read_idx(require(raw / f"{prefix}-images-idx3-ubyte", "fetch"))
+    source = read_json(raw / "source.json", "fetch")
+    classes = sorted(set(np.unique(labels["train"]).tolist()) | set(np.unique(labels["test"]).tolist()))
+    names = class_names(source.get("dataset"), max(classes) + 1)
+    shown = [names[label] if names[label] == str(label) else f"{label} {names[label]}" for label in classes]
+    per_class = {split: [int(np.sum(labels[split] == label)) for label in classes] for split in RAW_SPLITS}
+    counts = pd.DataFrame({"class": [*shown, "all"],
+                           **{split: [*per_class[split], len(labels[split])] for split in RAW_SPLITS}})
+    height, width = images["train"].shape[1:]
+    return {
+        "counts": frame_table(counts, "Images per class", max_rows=None),
+        "totals": {split: len(labels[split]) for split in RAW_SPLITS},
+        "shape": f"{height}x{width}",
+        "source": key_value_table(source, "Where the data came from (source.json)"),
+        "grid": Figure(sample_grid(images["train"], labels["train"], classes, shown),
+                       f"The first {SAMPLES_PER_CLASS} training images of each class", "sample grid of training digits"),
+    }
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, classes: list[int], names: list[str]) -> str:
+    """One row per class, its first SAMPLES_PER_CLASS training digits, tiled into one image with thin gaps."""
+    height, width = images.shape[1:]
+    gap = 2
+    grid = np.full((len(classes) * (height + gap) - gap, SAMPLES_PER_CLASS * (width + gap) - gap), np.nan)
+    for row, label in enumerate(classes):
+        for column, index in enumerate(np.flatnonzero(labels == label)[:SAMPLES_PER_CLASS]):
+            top, left = row * (height + gap), column * (width + gap)
+            grid[top:top + height, left:left + width] = images[index]
+    figures.apply_style()
+    fig, ax = figures.plt.subplots(figsize=(SAMPLES_PER_CLASS * 0.55 + 0.6, len(classes) * 0.55 + 0.3), layout="constrained")
+    cmap = figures.plt.get_cmap("gray").with_extremes(bad="white")
+    ax.imshow(grid, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+    ax.set_yticks([row * (height + gap) + height / 2 for row in range(len(classes))], names)
+    ax.set_xticks([])
+    ax.set_ylabel("class")
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return figure_data_uri(fig)
+
+
+def log_tick_label(value: float, _position: int) -> str:
+    """Plain numbers at 1, 2 and 5 times a power of ten, nothing at the other ticks of a log axis."""
+    if value <= 0:
+        return ""
+    mantissa = round(value / 10 ** math.floor(math.log10(value)), 6)
+    return f"{value:g}" if mantissa in (1, 2, 5) else ""
+
+
+def bench_section(bench: Path) -> dict[str, Any]:
+    frame = read_csv(bench / "io.csv", "bench-io")
+    metrics = read_json(bench / "metrics.json", "bench-io")
+    return {
+        "figure": Figure(embed_png(bench / "io.png", "bench-io"), "Read throughput of each storage format", "read benchmark"),
+        "table": frame_table(frame, "Every format and measurement (io.csv)", source=str(bench / "io.csv"), max_rows=None),
+        "metrics": key_value_table(metrics, "Headline numbers (metrics.json)"),
+    }
+
+
+def training_curves(train: Path, models: list[str]) -> dict[str, Any]:
+    """Train loss per display step; test loss and accuracy per test pass; every model on the same axes."""
+    curves = {}
+    for model in models:
+        train_frame = read_csv(train / model / "train.csv", "parse-log")
+        test_frame = read_csv(train / model / "test.csv", "parse-log")
+        for frame, name, columns in ((train_frame, "train.csv", ("iteration", "loss")),
+                                     (test_frame, "test.csv", ("iteration", "loss", "accuracy"))):
+            missing = [column for column in columns if column not in frame.columns]
+            if missing:
+                raise CaffepipeError(f"{train / model / name} has no column {', '.join(missing)}; re-run `caffepipe parse-log`")
+        curves[model] = (train_frame, test_frame)
+    figures.apply_style()
+    fig, axes = figures.plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
+    panels = ((axes[0], 0, "loss", "train loss (each display step)"),
+              (axes[1], 1, "loss", "test loss"),
+              (axes[2], 1, "accuracy", "test accuracy"))
+    for ax, which, column, title in panels:
+        for model, frames in curves.items():
+            frame = frames[which]
+            ax.plot(frame["iteration"], frame[column], color=figures.model_color(model), label=model,
+                    marker="o" if which == 1 else None, markersize=3, linewidth=1.4 if which == 1 else 1.0)
+        ax.set_title(title)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(column)
+    for ax in axes[:2]:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(log_tick_label))
+        ax.yaxis.set_minor_formatter(FuncFormatter(log_tick_label))
+    axes[2].legend(title="model", loc="lower right")
+    summary_rows = []
+    for model, (train_frame, test_frame) in curves.items():
+        last_test = test_frame.iloc[-1]
+        summary_rows.append({"model": model, "display steps": len(train_frame), "test passes": len(test_frame),
+                             "last iteration": int(max(train_frame["iteration"].max(), test_frame["iteration"].max())),
+                             "last train loss": float(train_frame["loss"].iloc[-1]),
+                             "last test loss": float(last_test["loss"]), "last test accuracy": float(last_test["accuracy"])})
+    return {
+        "figure": Figure(figure_data_uri(fig), "Training loss at every display step (log scale), and test loss and "
+                                               "accuracy at every test pass, from Caffe's log", "training curves"),
+        "table": frame_table(pd.DataFrame(summary_rows), "The last values of each curve", max_rows=None),
+    }
+
+
+def timing_section(time_dir: Path, models: list[str]) -> dict[str, Any]:
+    per_model, totals_rows, throughput_rows = [], [], []
+    for model in models:
+        folder = time_dir / model
+        layers = read_csv(folder / "layers.csv", "time")
+        totals = read_json(folder / "totals.json", "time")
+        throughput = read_json(folder / "throughput.json", "time")
+        per_model.append({
+            "model": model,
+            "figure": Figure(embed_png(folder / "layers.png", "time"),
+                             f"{model}: average forward and backward milliseconds of each layer over "
+                             f"{totals['iterations']} caffe time iterations (batch {totals['batch_size']})", f"{model} layer timings"),
+            "table": frame_table(layers, f"{model}: per-layer milliseconds (layers.csv)", max_rows=None),
+        })
+        totals_rows.append({"model": model, "batch": totals["batch_size"], "iterations": totals["iterations"],
+                            "threads": totals["threads"], "forward ms": totals["forward_ms"],
+                            "backward ms": totals["backward_ms"], "forward-backward ms": totals["forward_backward_ms"]})
+        for row in throughput["batch_sizes"]:
+            throughput_rows.append({"model": model, "batch size": row["batch_size"], "ms per batch (median)": row["median_ms_per_batch"],
+                                    "ms per image": row["ms_per_image"], "images/s": row["images_per_s"], "threads": throughput["threads"]})
+    return {
+        "models": per_model,
+        "totals": frame_table(pd.DataFrame(totals_rows), "Whole-net averages per training batch (caffe time, CPU)", max_rows=None),
+        "throughput": frame_table(pd.DataFrame(throughput_rows), "Deploy-net inference throughput (pycaffe forward, trained weights, CPU)", max_rows=None),
+        "raw": {"totals": totals_rows, "throughput": throughput_rows},
+    }
+
+
+def comparison_table(train: Path, eval_dir: Path, models: list[str], timing: dict[str, Any]) -> Table:
+    """One row per measure, one column per model: final test metrics, training metrics, speed."""
+    measures: dict[str, dict[str, Any]] = {}
+
+    def put(measure: str, model: str, value: Any) -> None:
+        measures.setdefault(measure, {})[model] = value
+
+    for model in models:
+        for key, value in flatten(read_json(eval_dir / model / "metrics.json", "evaluate")).items():
+            put(f"test (final snapshot): {key}", model, value)
+        for key, value in flatten(read_json(train / model / "metrics.json", "parse-log")).items():
+            put(f"training log: {key}", model, value)
+    for row in timing["raw"]["totals"]:
+        put(f"caffe time: forward-backward ms (batch {row['batch']})", row["model"], row["forward-backward ms"])
+    for row in timing["raw"]["throughput"]:
+        put(f"deploy net: images/s at batch {row['batch size']}", row["model"], row["images/s"])
+    rows = [[measure, *(format_value(values.get(model)) for model in models)] for measure, values in measures.items()]
+    return Table(columns=["measure", *models], rows=rows, caption="The models side by side",
+                 numeric=[False, *([True] * len(models))])
+
+
+def analysis_section(analysis: Path) -> dict[str, Any]:
+    """The figures and tables of summary.json, grouped by question, each with its headline."""
+    summary = read_json(analysis / "summary.json", "analyze")
+    groups = []
+    for key, question in summary["questions"].items():
+        items = []
+        for item in (entry for entry in summary["items"] if entry["question"] == key):
+            path = analysis / item["path"]
+            entry = {"model": item.get("model"), "caption": item["caption"], "headline": headline_text(item["headline"]),
+                     "figure": None, "table": None}
+            if item["kind"] == "figure":
+                entry["figure"] = Figure(embed_png(path, "analyze"), item["caption"], item["caption"])
+            elif item["kind"] == "table":
+                entry["table"] = frame_table(read_csv(path, "analyze"), source=str(path))
+            else:
+                raise CaffepipeError(f"{analysis / 'summary.json'}: item {item['path']} has unknown kind {item['kind']!r}")
+            items.append(entry)
+        groups.append({"key": key, "question": question, "entries": items})
+    return {"groups": groups, "models": summary.get("models", [])}
+
+
+def headline_text(headline: dict[str, Any]) -> str:
+    if headline.get("text"):
+        return str(headline["text"])
+    value = headline.get("value")
+    if isinstance(value, dict):
+        value = ", ".join(f"{model} {format_value(number)}" for model, number in value.items())
+    else:
+        value = format_value(value)
+    return f"{headline.get('label', '')}: {value}".strip(": ")
+
+
+def visualization_section(visualize: Path, sobel: Path, models: list[str]) -> dict[str, Any]:
+    per_model = []
+    for model in models:
+        index = read_json(visualize / model / "index.json", "visualize")
+        per_model.append({"model": model, "figures": [
+            Figure(embed_png(visualize / model / entry["file"], "visualize"), entry["caption"], entry["caption"])
+            for entry in index["figures"]]})
+    sobel_index = read_json(sobel / "index.json", "sobel")
+    sobel_figures = [Figure(embed_png(sobel / entry["file"], "sobel"), entry["caption"], entry["caption"])
+                     for entry in sobel_index["figures"]]
+    kernels = {name: "\n".join(" ".join(f"{value:>3g}" for value in row) for row in kernel)
+               for name, kernel in sobel_index["kernels"].items()}
+    return {"models": per_model, "sobel": sobel_figures, "kernels": kernels}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Run information
+
+def git_commit(cwd: Path | None = None) -> str:
+    """HEAD's commit, noting uncommitted changes to tracked files; "not a git checkout" outside one."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        return "not a git checkout (git is not installed)"
+    if head.returncode != 0:
+        return "not a git checkout"
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=cwd, capture_output=True).returncode != 0
+    return head.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+
+
+def git_commit_date(cwd: Path | None = None) -> str:
+    try:
+        result = subprocess.run(["git", "log", "-1", "--format=%cI"], cwd=cwd, capture_output=True, text=True)
+    except FileNotFoundError:
+        return "no commit (git is not installed)"
+    return result.stdout.strip() if result.returncode == 0 and result.stdout.strip() else "no commit"
+
+
+def caffe_version() -> str:
+    binary = caffe_env.caffe_tool("caffe")
+    result = subprocess.run([str(binary), "--version"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CaffepipeError(f"`{binary} --version` exited {result.returncode}; run `caffepipe doctor`")
+    return (result.stdout + result.stderr).strip().splitlines()[-1].removeprefix("caffe version ").strip()
+
+
+def package_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def run_information(params_path: Path) -> dict[str, Any]:
+    versions = {"python": platform.python_version(), "caffe": caffe_version()}
+    versions.update({name: package_version(name) for name in PYTHON_PACKAGES})
+    return {
+        "params_file": str(params_path),
+        "params_yaml": params_path.read_text(),         # as written, comments included; load_params checked it
+        "versions": Table(columns=["tool", "version"], rows=[[name, version] for name, version in versions.items()],
+                          caption="Tool versions"),
+        "commit": git_commit(),
+        # The commit's date, not the clock's: the same inputs render the same bytes, so DVC sees no change
+        # when either orchestrator renders the report again.
+        "date": git_commit_date(),
+        "platform": platform.platform(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering
+
+def template_environment() -> jinja2.Environment:
+    environment = jinja2.Environment(loader=jinja2.PackageLoader("caffepipe.report", "templates"),
+                                     autoescape=jinja2.select_autoescape(["html", "j2"]),
+                                     undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["number"] = format_value
+    return environment
+
+
+def render_report(context: dict[str, Any]) -> str:
+    return template_environment().get_template(TEMPLATE).render(**context)
+
+
+def build_context(params: dict[str, Any], params_path: Path, raw: Path, bench: Path, train: Path, eval_dir: Path,
+                  analysis: Path, time_dir: Path, visualize: Path, sobel: Path) -> dict[str, Any]:
+    models = list(params["netgen"]["models"])
+    timing = timing_section(time_dir, models)
+    return {
+        "title": params["report"]["title"],
+        "models": models,
+        "data": data_section(raw),
+        "bench": bench_section(bench),
+        "training": training_curves(train, models),
+        "comparison": comparison_table(train, eval_dir, models, timing),
+        "analysis": analysis_section(analysis),
+        "timing": timing,
+        "visualizations": visualization_section(visualize, sobel, models),
+        "run": run_information(params_path),
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="caffepipe report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_params_argument(parser)
+    for name, what in (("raw", "the IDX files (fetch)"), ("bench", "read benchmark (bench-io)"),
+                       ("train", "parsed training logs (parse-log)"), ("eval", "evaluation metrics (evaluate)"),
+                       ("analysis", "error analyses (analyze)"), ("time", "layer timings (time)"),
+                       ("visualize", "visualisations (visualize)"), ("sobel", "Sobel figure (sobel)")):
+        parser.add_argument(f"--{name}", required=True, type=Path, help=f"folder of {what}")
+    parser.add_argument("--out", required=True, type=Path, help="the HTML file to write (reports/index.html)")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    context = build_context(params, Path(args.params), args.raw, args.bench, args.train, args.eval, args.analysis,
+                            args.time, args.visualize, args.sobel)
+    html = render_report(context)
+    write_text_atomic(args.out, html)
+    log.info("wrote %s (%.1f MB)", args.out, len(html.encode()) / 1e6)
+    return 0

@@ -1,0 +1,1 @@
+"""Nets and training: the model zoo, prototxt generation, `caffe train` with snapshots and resume, log parsing."""

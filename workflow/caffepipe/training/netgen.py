@@ -1,0 +1,168 @@
+"""`caffepipe netgen`: write one model's train, test and deploy nets and its solver as prototxt.
+
+    caffepipe netgen --params params.yaml --model lenet --db data/db --out data/nets/lenet
+
+Output folder (--out), written as a whole or not at all:
+    train.prototxt   Data layer (the training DB, TRAIN batch) -> architecture -> SoftmaxWithLoss
+    test.prototxt    Data layer (the test DB, TEST batch)      -> architecture -> Accuracy + SoftmaxWithLoss
+    deploy.prototxt  Input "data" (N,1,28,28), pixels already scaled by models.INPUT_SCALE -> architecture -> Softmax "prob"
+    solver.prototxt  the `train` section of params.yaml as a caffe_pb2.SolverParameter
+
+The nets are built with `caffe.net_spec` from the one architecture in models.py and the solver with
+`caffe_pb2.SolverParameter`: no prototxt is ever assembled from strings. Paths inside them (the databases,
+the nets in the solver) are the ones given on the command line, relative to where the pipeline runs (the
+repository root), like Caffe's own examples; `caffe train --solver data/nets/lenet/solver.prototxt` from the
+root runs the same training by hand. `caffepipe train` points the solver at its own snapshot folder.
+
+test_iter covers the whole test set: ceil(test images / test batch), the count read from the database's
+info.json (so data/db/info.json is an input of this stage).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from caffepipe.core.atomic import atomic_output
+from caffepipe.data.datum import db_path
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.core.upstream import read_json
+from caffepipe.training.models import INPUT_SCALE, INPUT_SHAPE, architecture
+from caffepipe.pipeline.params import add_params_argument, load_params
+
+log = logging.getLogger(__name__)
+
+NET_FILES = {"train": "train.prototxt", "test": "test.prototxt", "deploy": "deploy.prototxt"}
+SOLVER_FILE = "solver.prototxt"
+# Batch of the deploy net's Input layer, as in Caffe's examples/mnist/lenet.prototxt; users reshape it.
+DEPLOY_BATCH = 64
+# Solver settings that are not in params.yaml: Caffe's lenet_solver.prototxt has them the same way.
+SOLVER_TYPE = "SGD"
+
+
+def test_iterations(test_count: int, batch_size: int) -> int:
+    """Test batches that cover every test image at least once."""
+    if test_count < 1:
+        raise CaffepipeError(f"the test database is empty ({test_count} images); rebuild it with `caffepipe build-db`")
+    return math.ceil(test_count / batch_size)
+
+
+def read_test_count(db_dir: Path) -> int:
+    info_path = db_dir / "info.json"       # netgen reads the test set's size from it
+    info = read_json(info_path, "build-db")
+    count = info.get("test") if isinstance(info, dict) else None
+    if not isinstance(count, int):
+        raise CaffepipeError(f"{info_path} has no integer \"test\" count; rebuild the databases with `caffepipe build-db`")
+    return count
+
+
+def build_nets(caffe: Any, model: str, *, train_source: str, test_source: str, backend: str,
+               train_batch_size: int, test_batch_size: int) -> dict[str, Any]:
+    """The train, test and deploy NetParameters of one model: one architecture, three inputs and heads."""
+    arch = architecture(model)
+    L, P = caffe.layers, caffe.params
+    backend_enum = {"lmdb": P.Data.LMDB, "leveldb": P.Data.LEVELDB}[backend]
+
+    def data_input(net: Any, source: str, batch_size: int) -> Any:
+        net.data, net.label = L.Data(source=source, backend=backend_enum, batch_size=batch_size,
+                                     transform_param={"scale": INPUT_SCALE}, ntop=2)
+        return net.data
+
+    train = caffe.NetSpec()
+    logits = arch.body(caffe, train, data_input(train, train_source, train_batch_size))
+    train.loss = L.SoftmaxWithLoss(logits, train.label)
+
+    test = caffe.NetSpec()
+    logits = arch.body(caffe, test, data_input(test, test_source, test_batch_size))
+    test.accuracy = L.Accuracy(logits, test.label)
+    test.loss = L.SoftmaxWithLoss(logits, test.label)
+
+    deploy = caffe.NetSpec()
+    deploy.data = L.Input(shape={"dim": [DEPLOY_BATCH, *INPUT_SHAPE]})
+    deploy.prob = L.Softmax(arch.body(caffe, deploy, deploy.data))
+
+    nets = {"train": train.to_proto(), "test": test.to_proto(), "deploy": deploy.to_proto()}
+    for net in nets.values():
+        net.name = arch.net_name
+    return nets
+
+
+def build_solver(caffe_pb2: Any, train_params: dict[str, Any], *, train_net: str, test_net: str, test_iter: int,
+                 snapshot_prefix: str) -> Any:
+    """The SolverParameter: params.yaml's `train` section, CPU mode, a fixed random seed."""
+    solver = caffe_pb2.SolverParameter()
+    solver.train_net = train_net
+    solver.test_net.append(test_net)
+    solver.test_iter.append(test_iter)
+    solver.test_interval = train_params["test_interval"]
+    solver.type = SOLVER_TYPE
+    solver.base_lr = train_params["base_lr"]
+    solver.momentum = train_params["momentum"]
+    solver.weight_decay = train_params["weight_decay"]
+    solver.lr_policy = train_params["lr_policy"]
+    solver.gamma = train_params["gamma"]
+    solver.power = train_params["power"]
+    solver.display = train_params["display"]
+    solver.max_iter = train_params["max_iter"]
+    solver.snapshot = train_params["snapshot_interval"]
+    solver.snapshot_prefix = snapshot_prefix
+    solver.solver_mode = caffe_pb2.SolverParameter.CPU
+    solver.random_seed = train_params["random_seed"]
+    return solver
+
+
+def to_prototxt(message: Any) -> str:
+    from google.protobuf import text_format  # noqa: PLC0415
+
+    return text_format.MessageToString(message)
+
+
+def generate(params: dict[str, Any], model: str, db_dir: Path, out_dir: Path) -> dict[str, str]:
+    """Build the four prototxt texts of one model ({file name: text}); pure apart from importing Caffe."""
+    from caffepipe.core.caffe_env import import_caffe  # noqa: PLC0415
+
+    netgen_params, train_params = params["netgen"], params["train"]
+    if model not in netgen_params["models"]:
+        raise CaffepipeError(f"model {model!r} is not in params netgen.models ({', '.join(netgen_params['models'])})")
+    backend = netgen_params["backend"]
+    test_count = read_test_count(db_dir)
+    test_iter = test_iterations(test_count, netgen_params["test_batch_size"])
+    if test_count % netgen_params["test_batch_size"]:
+        log.warning("%d test images are not a multiple of test_batch_size %d: each test pass reads %d images, "
+                    "so %d are counted twice", test_count, netgen_params["test_batch_size"],
+                    test_iter * netgen_params["test_batch_size"], test_iter * netgen_params["test_batch_size"] - test_count)
+
+    caffe = import_caffe()
+    from caffe.proto import caffe_pb2  # noqa: PLC0415
+
+    nets = build_nets(caffe, model,
+                      train_source=str(db_path(db_dir, "train", backend)),
+                      test_source=str(db_path(db_dir, "test", backend)),
+                      backend=backend,
+                      train_batch_size=netgen_params["train_batch_size"],
+                      test_batch_size=netgen_params["test_batch_size"])
+    solver = build_solver(caffe_pb2, train_params,
+                          train_net=str(out_dir / NET_FILES["train"]), test_net=str(out_dir / NET_FILES["test"]),
+                          test_iter=test_iter, snapshot_prefix=model)
+    texts = {NET_FILES[kind]: to_prototxt(net) for kind, net in nets.items()}
+    texts[SOLVER_FILE] = to_prototxt(solver)
+    return texts
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="caffepipe netgen", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_params_argument(parser)
+    parser.add_argument("--model", required=True, help="a model of params netgen.models (lenet, mlp, ...)")
+    parser.add_argument("--db", required=True, type=Path, help="the databases folder (data/db)")
+    parser.add_argument("--out", required=True, type=Path, help="the folder to write (data/nets/<model>)")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    texts = generate(params, args.model, args.db, args.out)
+    with atomic_output(args.out, directory=True) as folder:
+        for name, text in texts.items():
+            (folder / name).write_text(text)
+    log.info("wrote %s (%s)", args.out, ", ".join(texts))
+    return 0

@@ -1,0 +1,480 @@
+"""`caffepipe train`: train one model with the real Caffe, with scheduled snapshots and exact resume.
+
+    caffepipe train --params params.yaml --model lenet --nets data/nets/lenet --db data/db \\
+        --out data/train/lenet --threads 2 [--resume | --restart]
+
+Output folder (--out, e.g. data/train/lenet/):
+    snapshots/                 <model>_iter_<N>.caffemodel + .solverstate at every scheduled iteration
+                               (each multiple of the solver's `snapshot` interval, each of params
+                               train.snapshot_iters, and max_iter), plus any taken when a run was stopped;
+                               logs/segment-NNN.log, Caffe's complete log of each run (segment) of this training;
+                               fingerprint.json, what the snapshots were trained from, and whether the last
+                               run reached max_iter.
+                               The orchestrators never delete this folder (DVC: persist), so it survives
+                               interruptions; this module decides what in it is still valid.
+    snapshots.json             the manifest of the scheduled snapshots (see caffepipe/training/snapshots.py)
+    final.caffemodel           the weights at max_iter, under a stable name
+    caffe.log                  every segment's log, in order (what `caffepipe parse-log` reads)
+    archive/                   snapshots moved aside, never deleted: archive/<fingerprint>/ when the nets, the
+                               solver or the data changed; archive/corrupt-<time>/ for damaged files
+
+Why pycaffe's solver, in this process, rather than the `caffe train` binary:
+- Snapshots at an explicit list of iterations: the binary only snapshots every `snapshot` iterations. Here a
+  solver callback, run at the start of every iteration, snapshots exactly at the scheduled ones.
+- Exact resume. A .solverstate holds the weights' iteration and momentum but not the position of the Data
+  layers in their databases, so `caffe train --snapshot` reads batches from the start again and ends
+  somewhere else than an uninterrupted run. Here, after restoring, the Data layers are stepped forward by
+  the batches the first run had read, and the resumed run is bit-for-bit the uninterrupted one
+  (tests/integration/test_training.py checks it).
+- Stopping cleanly: SIGINT, SIGTERM and SIGHUP snapshot the current iteration before exiting (the binary
+  handles only SIGINT and SIGHUP). A kill -9 or a power cut loses at most the iterations since the last
+  snapshot; snapshots are written to snapshots/.staging/ and renamed into place, so a half-written file
+  never carries a snapshot's name, and every snapshot is parsed and checked before it is resumed from.
+- One process: killing it kills the training (no orphaned child keeps writing snapshots).
+- Progress from the net's loss blob between iterations, not from scraping the log.
+Caffe's own glog output still goes, complete, to the segment log: file descriptor 2 points at it while
+Caffe runs, and the progress bar and caffepipe's messages go to the original stderr.
+The cost is one Python call per iteration, about a microsecond against ~25 ms for a LeNet iteration
+(~1 ms for the MLP) on two cores;
+bench/train_accuracy_and_overhead.py measures the wall time against `caffe train` on the same solver.
+
+What makes snapshots resumable: their fingerprint (training_inputs.fingerprint()), a hash of the train and test nets, the
+solver (except paths, snapshot settings and max_iter, which does not change the trajectory unless
+lr_policy is poly) and the content of the training and test databases. Snapshots of another fingerprint
+are archived and training starts fresh (with --resume that is an error instead). So raising max_iter
+continues from the last snapshot; changing the net, the solver or the data never resumes from an
+incompatible state. When every scheduled snapshot is already there and the last run reached max_iter,
+nothing is trained: the outputs are re-written from the snapshots, in seconds (see plan_training for the
+other cases).
+
+Determinism. Training reads the databases in order (no shuffling, no random transforms), and Caffe's
+random_seed fixes the fillers, so two fresh runs on one machine give identical weights and metrics, and so
+does a run that was stopped and resumed, provided the number of BLAS threads is the same: OpenBLAS splits
+its sums differently for 1 and 2 threads, so 1-thread and 2-thread weights differ in their last bits, a
+difference that training then carries along. To compare runs bit for bit, give them the same --threads
+(Snakemake: the same --cores and rule threads; DVC: params train.threads).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import faulthandler
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from caffepipe.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
+from caffepipe.data.datum import redirect_leveldb_sources
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.pipeline.params import add_params_argument, load_params
+from caffepipe.training.snapshots import (
+    find_snapshot_files,
+    net_param_shapes,
+    scheduled_iterations,
+    write_manifest,
+)
+from caffepipe.training.folder import (
+    TrainingFolder,
+    archive_snapshots,
+    exclusive_lock,
+    intact_snapshots,
+    promote_snapshot,
+    read_state,
+    write_state,
+)
+from caffepipe.training.inputs import (
+    SOLVER_FILE,
+    TEST_NET_FILE,
+    TRAIN_NET_FILE,
+    NetFiles,
+    check_solver_matches_params,
+    check_sources,
+    database_digest,
+    fingerprint,
+    load_nets,
+)
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+# ---- what to train -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    start: int              # resume from this iteration's snapshot (0: from scratch)
+    max_iter: int
+
+    @property
+    def resumes(self) -> bool:
+        return self.start > 0
+
+
+def plan_training(scheduled: list[int], intact: set[int], max_iter: int, completed: bool) -> Plan | None:
+    """None when there is nothing to do; else the iteration to start from (training always ends at max_iter).
+
+    Nothing to do: every scheduled snapshot is there and the last run ended at max_iter (`completed`:
+    Caffe's final test is in the log). Otherwise training starts from the newest intact snapshot not after
+    the first missing scheduled one. After an interruption that is simply the newest snapshot; a snapshot
+    added to the schedule, or a damaged one, is re-made from the snapshot before it (resume is exact, so the
+    snapshots after it come out the same). With every snapshot there but the run not completed (stopped
+    between the last snapshot and the final test, or max_iter lowered after a longer run), the run resumes
+    at max_iter and only tests, so that the log ends at max_iter.
+    """
+    missing = [iteration for iteration in scheduled if iteration not in intact]
+    if not missing:
+        return None if completed else Plan(start=max_iter, max_iter=max_iter)
+    start = max((iteration for iteration in intact if iteration <= missing[0]), default=0)
+    return Plan(start=start, max_iter=max_iter)
+
+
+def replayed_batches(start: int, test_interval: int, test_initialization: bool, test_iters: list[int]) -> tuple[int, list[int]]:
+    """Batches each Data layer had read when the snapshot at `start` was taken: (train, [each test net]).
+
+    The train net reads one batch per iteration. The snapshot at iteration k is taken after the test at k,
+    but the resumed solver repeats that test (Caffe tests at the start of an iteration), so the test nets
+    replay only the tests before k.
+    """
+    if start <= 0:
+        return 0, [0 for _ in test_iters]
+    tests = len(range(0 if test_initialization else test_interval, start, test_interval)) if test_interval else 0
+    return start, [tests * batches for batches in test_iters]
+
+
+# ---- Caffe's log ---------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def caffe_log_to(path: Path) -> Iterator[TextIO]:
+    """Point file descriptor 2 (where glog writes) at `path`; yield a stream to the original stderr.
+
+    Python's own stderr and the logging handlers that wrote to it follow the original stderr meanwhile,
+    so caffepipe's messages and the progress bar stay on the terminal.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1)
+    handlers = [h for h in logging.getLogger().handlers
+                if isinstance(h, logging.StreamHandler) and getattr(h, "stream", None) in (sys.stderr, sys.__stderr__)]
+    original_stderr = sys.stderr
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    # If Caffe aborts (a glog FATAL), say so on the terminal too; the reason is at the end of the log.
+    faulthandler_was_enabled = faulthandler.is_enabled()
+    try:
+        os.dup2(log_fd, 2)
+        sys.stderr = terminal
+        for handler in handlers:
+            handler.setStream(terminal)
+        faulthandler.enable(file=terminal)
+        yield terminal
+    finally:
+        faulthandler.disable()
+        if faulthandler_was_enabled:
+            faulthandler.enable(file=original_stderr)
+        for handler in handlers:
+            handler.setStream(original_stderr)
+        sys.stderr = original_stderr
+        terminal.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(log_fd)
+        terminal.close()
+
+
+def log_marker(text: str) -> None:
+    """A line of caffepipe's own in the Caffe log (fd 2); parse-log skips lines that are not glog's."""
+    stamp = datetime.datetime.now().isoformat(timespec="seconds")
+    os.write(2, f"caffepipe train {stamp}: {text}\n".encode())
+
+
+# ---- training ------------------------------------------------------------------------------------------------
+
+class StopTraining(Exception):
+    """Raised from the solver callback to leave Caffe's Solve() loop."""
+
+    def __init__(self, iteration: int, signum: int) -> None:
+        super().__init__(iteration, signum)
+        self.iteration, self.signum = iteration, signum
+
+
+# How often the progress bar (or line) is updated; reading the loss blob every iteration would cost more.
+PROGRESS_INTERVAL_S = 0.2
+
+
+class Session:
+    """One segment of training: a solver, restored if resuming, run from plan.start to max_iter."""
+
+    def __init__(self, caffe_pb2: Any, folder: TrainingFolder, plan: Plan, solver: Any, progress: Any,
+                 snapshot_iterations: set[int]) -> None:
+        self.caffe_pb2, self.folder, self.plan, self.solver, self.progress = caffe_pb2, folder, plan, solver, progress
+        self.snapshot_iterations = snapshot_iterations
+        net = solver.net  # pycaffe makes a new wrapper (and blob dict) on each access: keep one
+        self.loss_blob = net.blobs[net.outputs[0]]
+        self.stop_signal: int | None = None
+        self.next_progress = 0.0
+        self.iterated = False
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        if self.stop_signal is not None:  # a second signal: stop now, without a snapshot
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+
+    def snapshot(self, iteration: int) -> None:
+        self.solver.snapshot()
+        promote_snapshot(self.caffe_pb2, self.folder, iteration)
+        log_marker(f"snapshot at iteration {iteration}")
+        os.fsync(2)  # the log, too, reaches the disk at least as far as each snapshot
+
+    def on_start(self) -> None:
+        """Caffe calls this at the start of every iteration (after that iteration's test, if any)."""
+        iteration = self.solver.iter
+        if iteration > self.plan.start:
+            self.iterated = True
+            now = time.monotonic()
+            if now >= self.next_progress:
+                self.next_progress = now + PROGRESS_INTERVAL_S
+                self.progress.update(to=iteration, loss=float(self.loss_blob.data))
+            if iteration in self.snapshot_iterations:
+                self.snapshot(iteration)
+        if self.stop_signal is not None:
+            if iteration > self.plan.start and iteration not in self.snapshot_iterations:
+                self.snapshot(iteration)
+            raise StopTraining(iteration, self.stop_signal)
+
+    def run(self) -> StopTraining | None:
+        """Train; returns None when max_iter was reached, else where and by which signal training stopped."""
+        previous = {signum: signal.signal(signum, self.request_stop) for signum in STOP_SIGNALS}
+        self.solver.add_callback(self.on_start, lambda: None)
+        try:
+            self.solver.solve()
+        except StopTraining as stop:
+            return stop
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        # Solve() ended at max_iter and, its snapshot interval being 0, wrote the max_iter snapshot.
+        promote_snapshot(self.caffe_pb2, self.folder, self.plan.max_iter)
+        self.progress.update(to=self.plan.max_iter, **({"loss": float(self.loss_blob.data)} if self.iterated else {}))
+        return None
+
+
+def runtime_net(caffe_pb2: Any, net: Any, path: Path, staging: Path) -> str:
+    """The net file Caffe reads: netgen's own, or, when it reads a LevelDB, a copy of it in staging that reads
+    a copy of the database (datum.readable_database says why)."""
+    from google.protobuf import text_format  # noqa: PLC0415
+
+    runtime = caffe_pb2.NetParameter()
+    runtime.CopyFrom(net)
+    if not redirect_leveldb_sources(runtime, staging / "databases"):
+        return str(path.resolve())
+    copy = staging / path.name
+    write_text_atomic(copy, text_format.MessageToString(runtime))
+    return str(copy.resolve())
+
+
+def runtime_solver(caffe_pb2: Any, nets: NetFiles, folder: TrainingFolder) -> Path:
+    """The solver Caffe runs: netgen's, with absolute net paths, snapshots into staging and none on its own."""
+    from google.protobuf import text_format  # noqa: PLC0415
+
+    solver = caffe_pb2.SolverParameter()
+    solver.CopyFrom(nets.solver)
+    solver.train_net = runtime_net(caffe_pb2, nets.train, nets.folder / TRAIN_NET_FILE, folder.staging)
+    del solver.test_net[:]
+    solver.test_net.append(runtime_net(caffe_pb2, nets.test, nets.folder / TEST_NET_FILE, folder.staging))
+    solver.snapshot = 0                    # every snapshot is taken by Session.on_start, and max_iter's by Solve()
+    solver.snapshot_after_train = True
+    solver.snapshot_format = caffe_pb2.SolverParameter.BINARYPROTO
+    solver.snapshot_prefix = str((folder.staging / folder.prefix).resolve())
+
+    path = folder.staging / SOLVER_FILE
+    write_text_atomic(path, text_format.MessageToString(solver))
+    return path
+
+
+def restore(session_solver: Any, caffe_pb2: Any, folder: TrainingFolder, plan: Plan, nets: NetFiles) -> None:
+    """Restore the solver from the snapshot at plan.start and replay the batches its Data layers had read."""
+    snapshot = folder.snapshot(plan.start)
+    state = caffe_pb2.SolverState()
+    state.ParseFromString(snapshot.solverstate.read_bytes())
+    state.learned_net = str(snapshot.caffemodel.resolve())   # whatever the working directory was then
+    restored = folder.staging / f"restore_iter_{plan.start}.solverstate"
+    write_bytes_atomic(restored, state.SerializeToString())
+    session_solver.restore(str(restored))
+    restored.unlink()
+    if session_solver.iter != plan.start:
+        raise CaffepipeError(f"{snapshot.solverstate} restored to iteration {session_solver.iter}, not {plan.start}")
+    train_batches, test_batches = replayed_batches(plan.start, nets.solver.test_interval,
+                                                   nets.solver.test_initialization, list(nets.solver.test_iter))
+    log_marker(f"replaying {train_batches} training and {sum(test_batches)} test batches to restore the data order")
+    first = session_solver.net._layer_names[0]
+    for _ in range(train_batches):
+        session_solver.net.forward(end=first)
+    for net, batches in zip(session_solver.test_nets, test_batches):
+        first = net._layer_names[0]
+        for _ in range(batches):
+            net.forward(end=first)
+
+
+def write_outputs(folder: TrainingFolder, model: str, max_iter: int, fingerprint_hash: str, scheduled: list[int]) -> None:
+    """caffe.log, final.caffemodel and snapshots.json (last: it stands for the whole output)."""
+    with atomic_output(folder.caffe_log) as temporary, open(temporary, "wb") as combined:
+        for segment in folder.segment_logs():
+            with open(segment, "rb") as part:
+                shutil.copyfileobj(part, combined)
+    with atomic_output(folder.final) as temporary:
+        shutil.copyfile(folder.snapshot(max_iter).caffemodel, temporary)
+    write_manifest(folder.manifest, model, max_iter, fingerprint_hash, folder.final,
+                   [folder.snapshot(iteration) for iteration in scheduled])
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    model: str
+    nets: Path
+    db: Path
+    out: Path
+    train_params: dict[str, Any]
+    threads: int
+    resume: bool = False        # fail if there is nothing to resume
+    restart: bool = False       # archive the snapshots and start from scratch
+
+
+def train(request: TrainingRequest) -> int:
+    """Train (or resume, or just re-write the outputs); returns the exit status (non-zero when stopped)."""
+    from caffepipe.core.caffe_env import import_caffe  # noqa: PLC0415
+
+    if request.resume and request.restart:
+        raise CaffepipeError("--resume and --restart contradict each other; give one")
+    # glog reads its flags when Caffe's library loads: INFO lines on, to stderr (which becomes the log).
+    os.environ["GLOG_minloglevel"] = "0"
+    os.environ["GLOG_logtostderr"] = "1"
+    caffe = import_caffe(threads=request.threads, quiet=False)
+    from caffe.proto import caffe_pb2  # noqa: PLC0415
+    from caffepipe.core.progress import Progress  # noqa: PLC0415
+
+    folder = TrainingFolder(request.out, request.model)
+    nets = load_nets(caffe_pb2, request.nets)
+    check_solver_matches_params(caffe_pb2, nets.solver, request.train_params, request.nets / SOLVER_FILE)
+    sources = check_sources(nets, request.db)
+    max_iter = nets.solver.max_iter
+    scheduled = scheduled_iterations(max_iter, nets.solver.snapshot, request.train_params["snapshot_iters"])
+
+    with exclusive_lock(folder.lock):
+        log.info("fingerprinting the nets, the solver and the databases")
+        digests = {source.name: database_digest(source, backend) for source, backend in sources}
+        fingerprint_hash, parts = fingerprint(caffe_pb2, nets, digests)
+        completed_at = adopt_snapshots(folder, fingerprint_hash, parts, request)
+        if folder.staging.exists():
+            shutil.rmtree(folder.staging)  # what a killed run was writing: never a complete snapshot
+        folder.staging.mkdir()
+
+        segment_log = folder.next_segment_log()
+        plan, stopped = None, None
+        with caffe_log_to(segment_log) as terminal:
+            try:
+                solver_path = runtime_solver(caffe_pb2, nets, folder)
+                log.info("Caffe logs to %s (if it stops with 'Aborted', the reason is at its end)", segment_log)
+                solver = caffe.get_solver(str(solver_path))
+                intact = intact_snapshots(caffe_pb2, folder, net_param_shapes(solver.net), max_iter)
+                plan = plan_training(scheduled, intact, max_iter, completed=completed_at == max_iter)
+                if plan is not None and request.resume and not plan.resumes:
+                    raise CaffepipeError(f"no snapshot in {folder.snapshots} to resume from; run without --resume to start")
+            except BaseException:
+                segment_log.unlink(missing_ok=True)
+                raise
+            if plan is None:
+                segment_log.unlink()  # nothing to train: no segment
+            else:
+                write_state(folder, fingerprint_hash, parts, completed_at=None)
+                stopped = _train_segment(caffe_pb2, folder, plan, nets, solver, scheduled, request, terminal, Progress)
+                if stopped is None:
+                    write_state(folder, fingerprint_hash, parts, completed_at=max_iter)
+        if stopped is not None:
+            log.warning("stopped by signal %d; the snapshots are kept: run the same command again to resume", stopped)
+            return 128 + stopped
+        if plan is None:
+            log.info("all %d scheduled snapshots of %s are there (fingerprint %s): nothing to train",
+                     len(scheduled), request.model, fingerprint_hash[:12])
+        # Every scheduled snapshot now exists: those up to plan.start were there, the segment made the rest.
+        shutil.rmtree(folder.staging)
+        write_outputs(folder, request.model, max_iter, fingerprint_hash, scheduled)
+        log.info("wrote %s, %s, %s", folder.manifest, folder.final, folder.caffe_log)
+    return 0
+
+
+def adopt_snapshots(folder: TrainingFolder, fingerprint_hash: str, parts: dict[str, str], request: TrainingRequest) -> int | None:
+    """Keep the snapshots folder if it holds this fingerprint's training, else archive it (--resume: fail).
+
+    Returns the max_iter the kept training last completed (None: not completed, or a fresh folder).
+    """
+    state = read_state(folder)
+    recorded = state.get("fingerprint")
+    has_snapshots = bool(find_snapshot_files(folder.snapshots, folder.prefix)) or bool(folder.segment_logs())
+    if request.restart or (has_snapshots and recorded != fingerprint_hash):
+        if request.resume:
+            raise CaffepipeError(f"the snapshots in {folder.snapshots} were trained from other nets, solver or data "
+                                 f"(fingerprint {str(recorded)[:12]}, now {fingerprint_hash[:12]}); nothing to resume")
+        label = str(recorded)[:16] if recorded else f"unknown-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+        moved = archive_snapshots(folder, label)
+        if moved:
+            log.warning("archived the earlier snapshots to %s (%s)", moved,
+                        "--restart" if request.restart else "the nets, solver or data changed")
+        state = {}
+    folder.snapshots.mkdir(parents=True, exist_ok=True)
+    completed_at = state.get("completed_at")
+    write_state(folder, fingerprint_hash, parts, completed_at)
+    return completed_at
+
+
+def _train_segment(caffe_pb2: Any, folder: TrainingFolder, plan: Plan, nets: NetFiles, solver: Any,
+                   scheduled: list[int], request: TrainingRequest, terminal: TextIO, progress_type: Any) -> int | None:
+    if plan.resumes:
+        log_marker(f"segment resumes {request.model} from iteration {plan.start} "
+                   f"({folder.snapshot(plan.start).solverstate.name}), {request.threads} BLAS threads")
+        log.info("resuming %s from iteration %d of %d", request.model, plan.start, plan.max_iter)
+        restore(solver, caffe_pb2, folder, plan, nets)
+    else:
+        log_marker(f"segment starts {request.model} from scratch, {request.threads} BLAS threads")
+        log.info("training %s from scratch to iteration %d", request.model, plan.max_iter)
+    with progress_type(total=plan.max_iter, initial=plan.start, desc=f"train {request.model}", unit="it",
+                       stream=terminal) as progress:
+        session = Session(caffe_pb2, folder, plan, solver, progress, set(scheduled) - {plan.max_iter})
+        stop = session.run()
+    if stop is not None:
+        log_marker(f"stopped by signal {stop.signum} at iteration {stop.iteration}")
+        return stop.signum
+    log_marker(f"segment done at iteration {plan.max_iter}")
+    return None
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="caffepipe train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_params_argument(parser)
+    parser.add_argument("--model", required=True, help="the model (its nets are in --nets)")
+    parser.add_argument("--nets", required=True, type=Path, help="netgen's folder for the model (data/nets/<model>)")
+    parser.add_argument("--db", required=True, type=Path, help="the databases folder the nets read (data/db)")
+    parser.add_argument("--out", required=True, type=Path, help="the training folder (data/train/<model>)")
+    parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: params train.threads)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue from the newest valid snapshot, and fail if there is none (without it, "
+                           "train resumes when it can and starts fresh otherwise)")
+    mode.add_argument("--restart", action="store_true",
+                      help="archive the existing snapshots and train from scratch")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    threads = args.threads if args.threads is not None else params["train"]["threads"]
+    if threads < 1:
+        raise CaffepipeError(f"--threads must be at least 1, not {threads}")
+    return train(TrainingRequest(model=args.model, nets=args.nets, db=args.db, out=args.out,
+                                 train_params=params["train"], threads=threads, resume=args.resume, restart=args.restart))
