@@ -21,9 +21,9 @@ for stage in STAGES:
         name: stage.name
         input: orchestration.snakemake_inputs(stage, config)
         output: [directory(path) if is_dir else path for path, is_dir in orchestration.snakemake_outputs(stage)]
-        params: **orchestration.snakemake_params(stage, config)
+        params: **orchestration.snakemake_params(stage, config), command=orchestration.snakemake_command(stage)
         threads: orchestration.stage_threads(stage, config)
         resources: mem_mb=stage.mem_mb, runtime=stage.runtime_min
-        shell: orchestration.snakemake_shell(stage)
+        shell: "{params.command}"
 
     workflow.get_rule(stage.name).docstring = stage.summary

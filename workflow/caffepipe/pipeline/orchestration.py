@@ -6,7 +6,7 @@ also builds both real DAGs and compares them job by job.
 from __future__ import annotations
 
 from functools import reduce
-from typing import Any
+from typing import Any, Callable
 
 from caffepipe.pipeline.stages import ALL_MODELS, MODELS_PARAM, STAGES, Stage
 
@@ -59,8 +59,16 @@ def snakemake_params(stage: Stage, params: dict[str, Any]) -> dict[str, Any]:
     return {key.replace(".", "_"): param_value(params, key) for key in stage.params}
 
 
-def snakemake_shell(stage: Stage) -> str:
-    return stage.command.replace("{model}", "{wildcards.model}")
+def snakemake_command(stage: Stage) -> Callable[..., str]:
+    """The stage's command as a Snakemake params function of the job's wildcards and threads.
+
+    The rules are made in a loop, and Snakemake runs a rule's `shell:` code only when the job runs, after the
+    loop has ended: a `shell:` reading the loop variable would run the last stage's command for every rule.
+    A params function binds this stage's command now; the rule's shell is just "{params.command}".
+    """
+    def command(wildcards, threads) -> str:
+        return stage.command.format_map({"model": wildcards.get("model", "{model}"), "threads": threads})
+    return command
 
 
 # --- DVC ------------------------------------------------------------------------------------------------
