@@ -149,3 +149,21 @@ def test_every_stage_declares_its_params_and_code(both_dags) -> None:
         assert body.get("params", []) == list(stage.params), stage.name
         for job_name in (name for name in dvc if name.split("@")[0] == stage.name):
             assert f"workflow/caffepipe/{stage.code[0]}" in dvc[job_name].inputs, job_name
+
+
+def test_snakemake_lists_every_stage_with_what_it_does() -> None:
+    """The rules are made in a loop; `snakemake --list` must still name each one and say what it does."""
+    result = subprocess.run([str(BIN / "snakemake"), "--list"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = dict(line.split(" ", 1) if " " in line else (line, "") for line in result.stdout.splitlines())
+    for stage in STAGES:
+        assert listed[stage.name] == f"({stage.summary})", stage.name
+
+
+@pytest.mark.parametrize("override", [["--config", "train={'max_iter': 5}"], ["--configfile", "params.yaml"]])
+def test_snakemake_config_overrides_are_refused_not_ignored(override: list[str]) -> None:
+    """Stages read params.yaml, so a Snakemake-only override would be silently ignored; it is refused instead."""
+    result = subprocess.run([str(BIN / "snakemake"), "-n", *override], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "params.yaml is the only source of parameters" in result.stdout + result.stderr
+    assert "dvc exp run -S" in result.stdout + result.stderr
