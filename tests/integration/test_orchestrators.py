@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from caffepipe.browser import check_page
 from tests.conftest import BIN, write_params
+from tests.report_browser import check_page
 
 pytestmark = pytest.mark.integration
 

@@ -1,17 +1,18 @@
 """The report as a reader sees it: opened from disk in headless Chromium (Debian's package), every image must
-load and the console must show no error. caffepipe.browser drives Chromium over the DevTools protocol."""
+load and the console must show no error. tests/report_browser.py drives Chromium through Playwright."""
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from caffepipe.core import caffe_env
-from caffepipe.browser import check_page
-from tests.conftest import BIN, run_caffepipe
+from tests.conftest import BIN, REPO, run_caffepipe
+from tests.report_browser import check_page
 from tests.stage_outputs import MODEL_KINDS, stage_workdir, upstream_reports
 
 pytestmark = pytest.mark.integration
@@ -35,6 +36,25 @@ def test_the_check_sees_broken_images_console_errors_and_exceptions(tmp_path: Pa
 <body><img src="{ONE_PIXEL_PNG}" alt="fine"></body></html>""")
     clean = check_page(page)
     assert clean.ok and clean.title == "ok" and len(clean.images) == 1
+
+
+def test_command_line_screenshots_the_top_of_a_page_and_fails_on_a_missing_file(tmp_path: Path) -> None:
+    """`python -m tests.report_browser` is how the README's screenshots are made."""
+    page = tmp_path / "tall.html"
+    page.write_text("""<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>tall</title></head>
+<body style="margin: 0"><div style="height: 3000px"></div></body></html>""")
+    screenshot = tmp_path / "shots/top.png"
+    command = [sys.executable, "-m", "tests.report_browser"]
+    made = subprocess.run([*command, str(page), "--screenshot", str(screenshot), "--width", "800", "--max-height", "1200"],
+                          cwd=REPO, capture_output=True, text=True)
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert "(800x1200 of a page 3000 tall)" in made.stdout
+    with Image.open(screenshot) as shot:
+        assert shot.size == (800, 1200)
+
+    missing = subprocess.run([*command, str(tmp_path / "absent.html")], cwd=REPO, capture_output=True, text=True)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().count("\n") == 0 and "absent.html: no such file" in missing.stderr
 
 
 def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_path: Path) -> None:
