@@ -4,7 +4,8 @@
 - tiny_nets: a small LeNet- or MLP-shaped train.prototxt / deploy.prototxt written with caffe.net_spec (same layer
   names as caffepipe's models), and a .caffemodel saved by pycaffe;
 - upstream_reports: raw IDX files and source.json, bench-io's, parse-log's, evaluate's and analyze's outputs,
-  with made-up numbers.
+  with made-up numbers;
+- report_inputs, report_argv: all of those for `caffepipe report`, and its command line.
 """
 from __future__ import annotations
 
@@ -166,3 +167,19 @@ def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[st
                                              "kernels": {"sobel_x": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
                                                          "sobel_y": [[-1, -2, -1], [0, 0, 0], [1, 2, 1]]}}))
     return {"time": time_dir, "visualize": visualize, "sobel": sobel}
+
+
+def report_inputs(root: Path) -> dict[str, Path]:
+    """Every folder `caffepipe report` reads (stand-ins, as above), tiny params.yaml, and where the page goes."""
+    folders = {**upstream_reports(root), **figure_reports(root)}
+    folders["params"] = write_params(root / "params.yaml", tiny_params())
+    folders["out"] = root / "reports" / "index.html"
+    return folders
+
+
+def report_argv(inputs: dict[str, Path]) -> list[str]:
+    """`caffepipe report`'s arguments for the folders of report_inputs."""
+    argv = ["--params", str(inputs["params"]), "--out", str(inputs["out"])]
+    for name in ("raw", "bench", "train", "eval", "analysis", "time", "visualize", "sobel"):
+        argv += [f"--{name}", str(inputs[name])]
+    return argv

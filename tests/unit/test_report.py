@@ -1,89 +1,21 @@
-"""`caffepipe report` on small stand-ins for every input: the page's content, its embedding, and its errors."""
+"""`caffepipe report` on small stand-ins for every input: its tables, numbers and errors. (The whole page, which
+names the Caffe version that the real `caffe` binary reports, is rendered in tests/integration/test_report.py.)"""
 from __future__ import annotations
 
-import base64
-import io
 import subprocess
-import time
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
 
 from caffepipe.report import report
 from caffepipe.core.errors import CaffepipeError
-from tests.conftest import tiny_params, write_params
-from tests.stage_outputs import figure_reports, upstream_reports
-
-SECTIONS = ("data", "bench", "training", "comparison", "analysis", "timing", "visualizations", "run")
-
-
-class PageParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[dict[str, str]] = []
-        self.ids: list[str] = []
-        self.links: list[str] = []
-        self.scripts = 0
-
-    def handle_starttag(self, tag, attrs):
-        attributes = dict(attrs)
-        if tag == "img":
-            self.images.append(attributes)
-        if tag == "script":
-            self.scripts += 1
-        if tag in ("link", "a") and "href" in attributes:
-            self.links.append(attributes["href"])
-        if "id" in attributes:
-            self.ids.append(attributes["id"])
+from tests.stage_outputs import report_argv, report_inputs
 
 
 @pytest.fixture
 def inputs(tmp_path: Path) -> dict[str, Path]:
-    folders = {**upstream_reports(tmp_path), **figure_reports(tmp_path)}
-    folders["params"] = write_params(tmp_path / "params.yaml", tiny_params())
-    folders["out"] = tmp_path / "reports" / "index.html"
-    return folders
-
-
-def report_argv(inputs: dict[str, Path]) -> list[str]:
-    argv = ["--params", str(inputs["params"]), "--out", str(inputs["out"])]
-    for name in ("raw", "bench", "train", "eval", "analysis", "time", "visualize", "sobel"):
-        argv += [f"--{name}", str(inputs[name])]
-    return argv
-
-
-def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path]) -> None:
-    assert report.main(report_argv(inputs)) == 0
-    html = inputs["out"].read_text()
-    page = PageParser()
-    page.feed(html)
-    assert set(SECTIONS) <= set(page.ids)
-    # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, 2 filter figures, Sobel
-    assert len(page.images) == 10
-    for image in page.images:
-        assert image["src"].startswith("data:image/png;base64,")
-        assert image["alt"]
-        decoded = Image.open(io.BytesIO(base64.b64decode(image["src"].split(",", 1)[1])))
-        assert decoded.size[0] > 0 and decoded.size[1] > 0
-    assert page.links and all(link.startswith(("#", "data:")) for link in page.links), "nothing outside the file"
-    assert page.scripts == 0
-    assert "caffepipe report</title>" in html
-    for text in ("8 of 40 test images are wrong", "Is every class equally likely to be wrong?",
-                 "test (final snapshot): accuracy", "deploy net: images/s at batch 8", "sobel_x",
-                 "snapshot_iters", "snakemake", "git commit"):
-        assert text in html, text
-
-
-def test_the_same_inputs_render_the_same_bytes(inputs: dict[str, Path]) -> None:
-    """DVC compares outputs by hash: a report re-rendered by the other orchestrator must not differ."""
-    report.main(report_argv(inputs))
-    first = inputs["out"].read_bytes()
-    time.sleep(1.1)             # a clock time to the second in the page would now differ
-    report.main(report_argv(inputs))
-    assert inputs["out"].read_bytes() == first
+    return report_inputs(tmp_path)
 
 
 def test_comparison_table_puts_models_side_by_side(inputs: dict[str, Path]) -> None:
