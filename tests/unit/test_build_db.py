@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from caffepipe.data import build_db
 from caffepipe.data.build_db import build_databases, lmdb_map_size
 from caffepipe.data.datum import db_path, read_db
 from caffepipe.core.errors import CaffepipeError
@@ -47,3 +48,28 @@ def test_info_names_the_dataset_that_fetch_recorded(synthetic_raw, tmp_path) -> 
     (synthetic_raw / "source.json").write_text(json.dumps({"dataset": "fashion-mnist", "files": {}}))
     build_databases(synthetic_raw, tmp_path / "b", ["lmdb"], {"train": 5, "test": 5})
     assert json.loads((tmp_path / "b" / "info.json").read_text())["dataset"] == "fashion-mnist"
+
+
+def folder_bytes(folder) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_two_builds_are_byte_identical_file_for_file(synthetic_raw, tmp_path) -> None:
+    for name in ("first", "second"):
+        build_databases(synthetic_raw, tmp_path / name, ["lmdb", "leveldb"], {"train": None, "test": None})
+    first = folder_bytes(tmp_path / "first")
+    assert first == folder_bytes(tmp_path / "second")
+    assert not {name.rsplit("/", 1)[-1] for name in first} & {"LOG", "LOG.old", "lock.mdb"}
+
+
+def test_leveldb_is_byte_identical_even_when_it_flushes_many_memtables(synthetic_raw, tmp_path, monkeypatch) -> None:
+    # Small batches and LevelDB's smallest write buffer (64 KiB): several flushes while writing, as a dataset
+    # larger than the 256 MiB buffer would cause. Keys in order keep the tables apart, so nothing depends on timing.
+    monkeypatch.setattr(build_db, "LEVELDB_BATCH", 20)
+    monkeypatch.setattr(build_db, "LEVELDB_WRITE_BUFFER", 64 << 10)
+    for name in ("first", "second"):
+        build_databases(synthetic_raw, tmp_path / name, ["leveldb"], {"train": None, "test": None})
+    first = folder_bytes(tmp_path / "first")
+    assert sum(name.endswith(".ldb") for name in first) > 1, "the build should have flushed several tables"
+    assert first == folder_bytes(tmp_path / "second")
+    assert len(read_db(db_path(tmp_path / "first", "train", "leveldb"), "leveldb")[1]) == 300

@@ -10,6 +10,13 @@ test_limit keep only the first N images (tiny runs).
 
 The whole folder is built beside the old one and swapped in when complete: an interrupted build leaves the
 previous databases (or nothing), never a database that looks complete and is not.
+
+The same IDX files always give the same bytes, file for file, so DVC's hash of --out stays the same and nothing
+below build-db re-runs when it was rebuilt for nothing. LMDB is written by one transaction into a fresh file,
+without a lock file (nobody else can open the temporary folder). LevelDB gets the records in key order, so its
+memtable flushes (one for MNIST's size, at compact_range) make tables that never overlap and are only moved, never
+merged: the same file names and bytes whatever the timing of its background thread. Its LOG and LOG.old, text
+logs with timestamps that LevelDB needs neither to open nor to read a database, are removed.
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 LEVELDB_BATCH = 10_000             # records per LevelDB write batch
 LEVELDB_WRITE_BUFFER = 256 << 20   # Caffe's own LevelDB write buffer (db_leveldb.cpp)
+LEVELDB_INFO_LOGS = ("LOG", "LOG.old")   # LevelDB's diagnostic text logs, timestamped
 
 
 def load_split(raw: Path, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +70,9 @@ def lmdb_map_size(records: list[tuple[bytes, bytes]]) -> int:
 def write_lmdb(path: Path, records: list[tuple[bytes, bytes]]) -> None:
     import lmdb
 
-    with lmdb.open(str(path), map_size=lmdb_map_size(records), subdir=True, sync=False) as env:
+    # No lock file: only this build sees the temporary folder, and lock.mdb's bytes differ from run to run.
+    # Pages are zero-filled before use (meminit), so unused bytes hold no leftover memory either.
+    with lmdb.open(str(path), map_size=lmdb_map_size(records), subdir=True, sync=False, lock=False, meminit=True) as env:
         with env.begin(write=True) as txn:      # one transaction: all records, or none
             cursor = txn.cursor()
             stored, _ = cursor.putmulti(records, append=True)   # keys are written in order
@@ -83,6 +93,8 @@ def write_leveldb(path: Path, records: list[tuple[bytes, bytes]]) -> None:
         db.compact_range()
     finally:
         db.close()
+    for name in LEVELDB_INFO_LOGS:
+        (path / name).unlink(missing_ok=True)
 
 
 WRITERS = {"lmdb": write_lmdb, "leveldb": write_leveldb}
