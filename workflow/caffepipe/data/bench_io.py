@@ -33,7 +33,7 @@ from PIL import Image
 from caffepipe.core import figures
 from caffepipe.core.atomic import atomic_output, write_text_atomic
 from caffepipe.core.caffe_env import import_caffe
-from caffepipe.data.datum import db_path, decode_datum, iterate_db
+from caffepipe.data.datum import check_database, db_path, decode_datum, iterate_db
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.data.idx import read_idx
 from caffepipe.pipeline.params import add_params_argument, load_params
@@ -238,6 +238,9 @@ def build_readers(raw: Path, db: Path, images: Path, params: dict[str, Any], wor
     stores.update({backend: (db_path(db, "train", backend), info["train"]) for backend in info["backends"]})
     stores.update({name: (folder, count) for name, (folder, _) in lists.items()})
 
+    # Each database read whole before anything is timed, and before Caffe's Data layer, which aborts on a damaged one.
+    for backend in info["backends"]:
+        check_database(stores[backend][0], backend)
     # The readers read LevelDB from a copy (datum.readable_database says why); the stores are what is measured on disk.
     read_paths = {backend: stores[backend][0] for backend in info["backends"]}
     if "leveldb" in read_paths:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -132,39 +132,129 @@ def redirect_leveldb_sources(net: Any, work: Path) -> int:
     return redirected
 
 
+# --- reading: where every caffepipe stage opens a database -------------------------------------------------------
+# A damaged database must end as one line naming it and the stage that rebuilds it, not as an lmdb or plyvel
+# traceback, and not as a dead process: LMDB maps data.mdb into memory, so reading a page past the end of a
+# truncated file kills the process with SIGBUS before any exception could be raised. And LevelDB's iterator
+# skips a table file it cannot open without a word, so a damaged LevelDB would read as a shorter one.
+
+REBUILD = "rebuild it with `caffepipe build-db` (or run the pipeline up to build_db)"
+DATA_PARAM_BACKENDS = {0: "leveldb", 1: "lmdb"}     # caffe_pb2.DataParameter.DB
+
+
+def damaged_database(path: Path, backend: str, reason: str) -> CaffepipeError:
+    return CaffepipeError(f"{path}: damaged {backend} database ({reason}); {REBUILD}")
+
+
 def iterate_db(path: str | Path, backend: str, in_place: bool = False) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) pairs in key order, from an LMDB or a LevelDB folder. A LevelDB is read from a copy
-    unless in_place (for a copy the caller made itself)."""
+    unless in_place (for a copy the caller made itself).
+
+    Any damage is a CaffepipeError naming the database and build-db. Read to the end, the records must be
+    record_key(0) ... record_key(N - 1), as build-db and convert_mnist_data write them: a gap means lost records.
+    """
     path = Path(path)
+    if backend not in BACKENDS:
+        raise CaffepipeError(f"unknown database backend {backend!r}; use one of {BACKENDS}")
     if not path.is_dir():
         raise CaffepipeError(f"{path}: no such {backend} database; run `caffepipe build-db` first")
-    if backend == "lmdb":
-        import lmdb
+    records = _lmdb_records(path) if backend == "lmdb" else _leveldb_records(path, in_place)
+    count, first, last = 0, None, None
+    with closing(records):
+        for count, (key, value) in enumerate(records, start=1):
+            if first is None:
+                first = key
+            last = key
+            yield key, value
+    if count and (first, last) != (record_key(0), record_key(count - 1)):
+        raise damaged_database(path, backend, f"{count} records from key {first!r} to {last!r}: records are missing")
 
-        with lmdb.open(str(path), readonly=True, lock=False, readahead=True) as env, env.begin() as txn:
-            yield from txn.cursor()
-    elif backend == "leveldb":
-        import plyvel
 
-        with nullcontext(path) if in_place else readable_database(path, backend) as readable:
-            db = plyvel.DB(str(readable), create_if_missing=False)
-            try:
-                yield from db.iterator()
-            finally:
-                db.close()
-    else:
-        raise CaffepipeError(f"unknown database backend {backend!r}; use one of {BACKENDS}")
+def _lmdb_records(path: Path) -> Iterator[tuple[bytes, bytes]]:
+    import lmdb
+
+    try:
+        with lmdb.open(str(path), readonly=True, lock=False, readahead=True) as env:
+            _check_lmdb_file_size(env, path)
+            with env.begin() as txn:
+                yield from txn.cursor()
+    except lmdb.Error as error:       # not an LMDB, no data.mdb, a corrupt page
+        raise damaged_database(path, "lmdb", str(error).removeprefix(f"{path}: ")) from None
+
+
+def _check_lmdb_file_size(env: Any, path: Path) -> None:
+    """data.mdb must hold every page its meta page counts (the SIGBUS above); both are read without mapping."""
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    size = (path / "data.mdb").stat().st_size
+    if size < needed:
+        raise damaged_database(path, "lmdb", f"data.mdb is truncated: {size} bytes where its pages need {needed}")
+
+
+def _leveldb_records(path: Path, in_place: bool) -> Iterator[tuple[bytes, bytes]]:
+    import plyvel
+
+    with nullcontext(path) if in_place else readable_database(path, "leveldb") as readable:
+        try:
+            db = plyvel.DB(str(readable), create_if_missing=False, paranoid_checks=True)
+        except plyvel.Error as error:      # no CURRENT, a missing or corrupt MANIFEST or table file
+            raise damaged_database(path, "leveldb", _leveldb_reason(error, readable, path)) from None
+        try:
+            count = 0
+            for count, record in enumerate(db.iterator(verify_checksums=True), start=1):
+                yield record
+            # The iterator's silent skip (above) shows when the next record's key is looked up: Get does report it.
+            if db.get(record_key(count), verify_checksums=True) is not None:
+                raise damaged_database(path, "leveldb", f"record {count} exists but was skipped: a table is unreadable")
+        except plyvel.Error as error:
+            raise damaged_database(path, "leveldb", _leveldb_reason(error, readable, path)) from None
+        finally:
+            db.close()
+
+
+def _leveldb_reason(error: Exception, readable: Path, path: Path) -> str:
+    """plyvel's message (bytes), naming the database rather than our temporary copy of it."""
+    message = error.args[0] if error.args else error
+    text = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+    return text.replace(str(readable), str(path))
+
+
+def _decoded(path: Path, backend: str, key: bytes, value: bytes) -> tuple[np.ndarray, int]:
+    try:
+        return decode_datum(value)
+    except CaffepipeError as error:
+        raise damaged_database(path, backend, f"record {key!r}: {error}") from None
 
 
 def read_db(path: str | Path, backend: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All records (or the first `limit`) as images (N, C, H, W) uint8 and labels (N,) int64."""
     images, labels = [], []
-    for _, value in iterate_db(path, backend):
+    for key, value in iterate_db(path, backend):
         if limit is not None and len(images) >= limit:
             break
-        image, label = decode_datum(value)
+        image, label = _decoded(Path(path), backend, key, value)
         images.append(image)
         labels.append(label)
     if not images:
         raise CaffepipeError(f"{path}: the {backend} database is empty; run `caffepipe build-db` again")
     return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def check_database(path: str | Path, backend: str, in_place: bool = False) -> int:
+    """Read a whole database and decode its first record; returns the record count. For the stages that hand a
+    database to Caffe: its Data layer meets a damaged one with a glog CHECK that aborts the process (or SIGBUS),
+    naming neither the database nor the fix."""
+    count = 0
+    for count, (key, value) in enumerate(iterate_db(path, backend, in_place), start=1):
+        if count == 1:
+            _decoded(Path(path), backend, key, value)
+    if not count:
+        raise CaffepipeError(f"{path}: the {backend} database is empty; run `caffepipe build-db` again")
+    return count
+
+
+def check_data_layer_databases(net: Any) -> None:
+    """check_database on every database the Data layers of a caffe_pb2.NetParameter read, before Caffe does."""
+    sources = {(layer.data_param.source, DATA_PARAM_BACKENDS[layer.data_param.backend])
+               for layer in net.layer if layer.type == "Data"}
+    for source, backend in sorted(sources):
+        check_database(source, backend)
