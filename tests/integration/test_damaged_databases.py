@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_caffepipe, tiny_params, write_params
-from tests.stage_outputs import tiny_db
+from tests.stage_outputs import stage_workdir, tiny_db
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +73,20 @@ def test_evaluate_on_a_truncated_lmdb_names_it_and_build_db_and_writes_nothing(t
     assert_one_line_naming(result, "evaluate", "db/test_lmdb: damaged lmdb database (data.mdb is truncated")
     assert not (tmp_path / "eval").exists() and not (tmp_path / "metrics.json").exists()
     assert not list(tmp_path.glob(".eval.*")) and not list(tmp_path.glob(".metrics.json.*")), "no temporary left"
+
+
+def test_time_checks_the_database_before_caffe_time_reads_it(tmp_path: Path) -> None:
+    """`caffe time` runs the training net, whose Data layer reads db/train_lmdb: on a damaged one Caffe's glog
+    CHECK aborts it, and its log named neither the database nor the fix."""
+    from caffepipe.core.caffe_env import import_caffe
+
+    work = stage_workdir(import_caffe(threads=1), tmp_path)
+    garbage(work / "db/train_lmdb/data.mdb")
+    result = run_caffepipe("time", "--params", "params.yaml", "--model", MODEL, "--nets", f"nets/{MODEL}",
+                           "--weights", f"nets/{MODEL}/final.caffemodel", "--out", "out", "--threads", "1",
+                           cwd=work, check=False)
+    assert_one_line_naming(result, "time", "db/train_lmdb: damaged lmdb database (MDB_INVALID")
+    assert not (work / "out").exists()
 
 
 def test_bench_io_with_a_database_folder_missing_names_it_and_build_db(tmp_path: Path, synthetic_raw: Path) -> None:

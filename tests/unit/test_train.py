@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sys
 from pathlib import Path
 
 import pytest
 
+from caffepipe.core.errors import CaffepipeError
 from caffepipe.training import folder as training_folder
 from caffepipe.training import inputs as training_inputs
 from caffepipe.training import train
@@ -59,6 +61,22 @@ def test_database_digest_is_the_records_not_the_files(tmp_path: Path) -> None:
         txn.put(b"00000003", b"changed")
     assert training_inputs.database_digest(tmp_path / "a_lmdb", "lmdb") != lmdb_digest
 
+
+
+def test_database_digest_of_a_damaged_database_is_one_error_naming_it(tmp_path: Path) -> None:
+    """The digest is taken before the solver is built: it is what keeps a damaged database from reaching Caffe."""
+    import plyvel
+
+    path = tmp_path / "train_leveldb"
+    db = plyvel.DB(str(path), create_if_missing=True)
+    for index in range(20):
+        db.put(b"%08d" % index, bytes([index]) * 10)
+    db.close()
+    plyvel.DB(str(path)).close()                      # the records move from the log into a table file
+    table = next(path.glob("*.ldb"))
+    table.write_bytes(random.Random(0).randbytes(table.stat().st_size))   # no longer a table
+    with pytest.raises(CaffepipeError, match=rf"^{path}: damaged leveldb database \(.*`caffepipe build-db`"):
+        training_inputs.database_digest(path, "leveldb")
 
 def test_caffe_log_to_sends_fd2_to_the_file_and_messages_to_the_terminal(tmp_path: Path, capfd) -> None:
     logger = logging.getLogger("caffepipe.test")

@@ -45,7 +45,7 @@ from caffepipe.core import caffe_env
 
 from caffepipe.core import figures
 from caffepipe.core.atomic import atomic_output
-from caffepipe.data.datum import redirect_leveldb_sources
+from caffepipe.data.datum import check_data_layer_databases, redirect_leveldb_sources
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.pipeline.params import add_params_argument, load_params
 
@@ -199,10 +199,12 @@ def plot_layers(result: CaffeTime, model: str, threads: int, path: Path) -> None
 
 def net_reading_copies(caffe: Any, net_path: Path, work: Path) -> Path:
     """netgen's training net, or when it reads a LevelDB, a copy in `work` that reads a copy of the database
-    (datum.readable_database says why)."""
+    (datum.readable_database says why). Its databases are read first: `caffe time` would abort on a damaged one
+    (a glog CHECK) without naming it."""
     from google.protobuf import text_format  # noqa: PLC0415
 
     net = text_format.Parse(net_path.read_text(), caffe.proto.caffe_pb2.NetParameter())
+    check_data_layer_databases(net)
     if not redirect_leveldb_sources(net, work):
         return net_path
     copy = work / net_path.name

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from caffepipe.data.datum import readable_database
+from caffepipe.data.datum import iterate_db
 from caffepipe.core.errors import CaffepipeError
 
 SOLVER_FILE, TRAIN_NET_FILE, TEST_NET_FILE = "solver.prototxt", "train.prototxt", "test.prototxt"
@@ -84,34 +84,11 @@ def check_sources(nets: NetFiles, db_dir: Path) -> list[tuple[Path, str]]:
 
 
 def database_digest(path: Path, backend: str) -> str:
-    """sha256 of a database's records (key and value, in key order): its content, whatever its files' layout."""
+    """sha256 of a database's records (key and value, in key order): its content, whatever its files' layout.
+    Reading every record first is also what keeps a damaged database from reaching Caffe (datum.check_database)."""
     digest = hashlib.sha256()
-
-    def add(key: bytes, value: bytes) -> None:
+    for key, value in iterate_db(path, backend):
         digest.update(len(key).to_bytes(8, "little") + key + len(value).to_bytes(8, "little") + value)
-
-    if backend == "lmdb":
-        import lmdb  # noqa: PLC0415
-
-        try:
-            with lmdb.open(str(path), readonly=True, lock=False) as env, env.begin() as txn:
-                for key, value in txn.cursor():
-                    add(key, value)
-        except lmdb.Error as error:
-            raise CaffepipeError(f"{path} is not a readable LMDB ({error}); rebuild it with `caffepipe build-db`") from None
-    else:
-        import plyvel  # noqa: PLC0415
-
-        with readable_database(path, backend) as readable:
-            try:
-                db = plyvel.DB(str(readable), create_if_missing=False)
-            except plyvel.Error as error:
-                raise CaffepipeError(f"{path} is not a readable LevelDB ({error}); rebuild it with `caffepipe build-db`") from None
-            try:
-                for key, value in db.iterator():
-                    add(key, value)
-            finally:
-                db.close()
     return digest.hexdigest()
 
 
