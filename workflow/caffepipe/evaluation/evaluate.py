@@ -49,6 +49,7 @@ from caffepipe.evaluation.eval_files import final_metrics, write_evaluation
 from caffepipe.training.models import INPUT_SCALE
 from caffepipe.pipeline.params import add_params_argument, load_params
 from caffepipe.core.progress import Progress
+from caffepipe.training.net_files import open_net
 from caffepipe.training.snapshots import Manifest, check_caffemodel, net_param_shapes, read_manifest
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def forward_probs(net: Any, images: np.ndarray, batch_size: int, scale: float) -
 
 
 def open_deploy_net(caffe: Any, deploy: Path, image_shape: tuple[int, ...]) -> Any:
-    net = caffe.Net(str(deploy), caffe.TEST)
+    net = open_net(caffe, deploy)
     for blob in (INPUT_BLOB, OUTPUT_BLOB):
         if blob not in net.blobs:
             raise CaffepipeError(f"{deploy}: the deploy net has no {blob!r} blob; re-run `caffepipe netgen`")

@@ -48,6 +48,7 @@ from caffepipe.core.atomic import atomic_output
 from caffepipe.data.datum import check_data_layer_databases, redirect_leveldb_sources
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.pipeline.params import add_params_argument, load_params
+from caffepipe.training.net_files import open_net, read_net
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +155,9 @@ def run_caffe_time(model_file: Path, iterations: int, threads: int, log_path: Pa
     return parse_caffe_time(text.splitlines())
 
 
-def measure_throughput(caffe, deploy: Path, weights: Path, batch_sizes: list[int], passes: int,
+def measure_throughput(net: Any, deploy: Path, batch_sizes: list[int], passes: int,
                        seed: int = 0) -> list[dict[str, float | int]]:
-    """Median time of a forward pass of the deploy net at each batch size, and images/s from it."""
-    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    """Median time of a forward pass of the deploy net (loaded from `deploy`) at each batch size, and images/s."""
     if "data" not in net.blobs:
         raise CaffepipeError(f"{deploy} has no input blob named 'data'")
     sample_shape = net.blobs["data"].data.shape[1:]
@@ -203,7 +203,7 @@ def net_reading_copies(caffe: Any, net_path: Path, work: Path) -> Path:
     (a glog CHECK) without naming it."""
     from google.protobuf import text_format  # noqa: PLC0415
 
-    net = text_format.Parse(net_path.read_text(), caffe.proto.caffe_pb2.NetParameter())
+    net = read_net(caffe.proto.caffe_pb2, net_path)
     check_data_layer_databases(net)
     if not redirect_leveldb_sources(net, work):
         return net_path
@@ -219,6 +219,9 @@ def run_time_stage(params: dict, model: str, nets: Path, weights: Path, out: Pat
         if not path.is_file():
             raise CaffepipeError(f"{path} not found; it is made by `caffepipe {stage}`")
     caffe = caffe_env.import_caffe(threads=threads)
+    # The deploy net and the weights are checked (net_reading_copies checks the training net) before
+    # `caffe time` spends its seconds: Caffe would abort on a bad file.
+    deploy = open_net(caffe, deploy_net, weights)
     with atomic_output(out, directory=True) as temporary, tempfile.TemporaryDirectory(prefix="caffepipe-time-") as work:
         timed_net = net_reading_copies(caffe, train_net, Path(work))
         result = run_caffe_time(timed_net, section["iterations"], threads, temporary / "caffe_time.log")
@@ -226,7 +229,7 @@ def run_time_stage(params: dict, model: str, nets: Path, weights: Path, out: Pat
         totals = {"model": model, "threads": threads, **result.totals()}
         (temporary / "totals.json").write_text(json.dumps(totals, indent=2) + "\n")
         plot_layers(result, model, threads, temporary / "layers.png")
-        rows = measure_throughput(caffe, deploy_net, weights, list(section["throughput_batch_sizes"]), section["iterations"])
+        rows = measure_throughput(deploy, deploy_net, list(section["throughput_batch_sizes"]), section["iterations"])
         throughput = {"model": model, "threads": threads, "net": "deploy", "batch_sizes": rows}
         (temporary / "throughput.json").write_text(json.dumps(throughput, indent=2) + "\n")
     log.info("%s: forward %.2f ms, backward %.2f ms per batch of %d; wrote %s", model, result.forward_ms,

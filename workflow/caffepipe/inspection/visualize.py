@@ -34,6 +34,7 @@ from caffepipe.core import figures
 from caffepipe.core.atomic import atomic_output
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.training.models import INPUT_SCALE
+from caffepipe.training.net_files import open_net
 from caffepipe.pipeline.params import add_params_argument, load_params
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def load_deploy_net(caffe, nets: Path, weights: Path):
     for path, stage in ((deploy, "netgen"), (weights, "train")):
         if not path.is_file():
             raise CaffepipeError(f"{path} not found; it is made by `caffepipe {stage}`")
-    net = caffe.Net(str(deploy), caffe.TEST, weights=str(weights))
+    net = open_net(caffe, deploy, weights)
     if INPUT_BLOB not in net.blobs or OUTPUT_BLOB not in net.blobs:
         raise CaffepipeError(f"{deploy} must have an input blob {INPUT_BLOB!r} and an output blob {OUTPUT_BLOB!r}")
     return net

@@ -1,0 +1,83 @@
+"""A place to break things in: a copy of the repository with tiny parameters, the orchestrators and
+`caffepipe` run in it as a user would, and checks of what a failed command left behind.
+
+The fault tests (tests/faults/) each work in such a copy, never in the repository itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.conftest import BIN, REPO, tiny_params, write_params
+
+# The orchestrators find `caffepipe` (and each other) on PATH, as in an activated venv.
+ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def copy_repository(target: Path, **param_sections: dict) -> Path:
+    """The repository's tracked and untracked-not-ignored files in `target`, with tiny params (plus overrides)."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    write_params(target / "params.yaml", tiny_params(**param_sections))
+    return target
+
+
+def run(command: list[str], cwd: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def git_repository(folder: Path) -> Path:
+    """Make `folder` a git repository with one commit (DVC needs one)."""
+    run(["git", "init", "-q", "-b", "main"], folder)
+    run(["git", "add", "-A"], folder)
+    run(["git", "commit", "-qm", "tiny pipeline"], folder)
+    return folder
+
+
+def tree_digest(path: Path) -> str:
+    """sha256 over a file, or over a folder's relative names and file contents; 'absent' if it is not there.
+
+    LMDB's lock.mdb is left out: Caffe writes its reader table even when it only reads (see .dvcignore)."""
+    if not path.exists():
+        return "absent"
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file() and p.name != "lock.mdb")
+    for file in files:
+        digest.update(str(file.relative_to(path.parent)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def temporary_siblings(path: Path) -> list[Path]:
+    """What caffepipe.core.atomic leaves beside `path` if a write was cut short: `.<name>.*.tmp` (the new
+    output) or `.<name>.*.aside` (the old one, moved aside)."""
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.glob(f".{path.name}.*") if p.suffix in (".tmp", ".aside"))
+
+
+def processes_inside(folder: Path) -> list[int]:
+    """Ids of live processes whose working directory is in `folder` (what a kill left running)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if state != "Z" and (cwd == folder or folder in cwd.parents):
+            alive.append(int(entry.name))
+    return alive
