@@ -72,7 +72,7 @@ def synthetic_digits(count: int, seed: int = 0, size: int = 28) -> tuple[np.ndar
 @pytest.fixture
 def synthetic_raw(tmp_path: Path) -> Path:
     """A folder with the four MNIST-named IDX files of a small synthetic dataset (300 train, 100 test)."""
-    from caffepipe.data.idx import write_idx
+    from tests.idx_files import write_idx
 
     raw = tmp_path / "raw"
     raw.mkdir()

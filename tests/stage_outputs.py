@@ -16,7 +16,7 @@ import numpy as np
 
 from tests.conftest import synthetic_digits, tiny_params, write_params
 from caffepipe.data.build_db import build_databases
-from caffepipe.data.idx import write_idx
+from tests.idx_files import write_idx
 
 MODEL_KINDS = ("lenet", "mlp")
 

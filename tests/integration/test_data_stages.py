@@ -14,8 +14,9 @@ import pytest
 from caffepipe.core import caffe_env
 from caffepipe.data.build_db import build_databases
 from caffepipe.data.datum import db_path, iterate_db
-from caffepipe.data.idx import read_idx, write_idx
+from caffepipe.data.idx import read_idx
 from tests.conftest import run_caffepipe, tiny_params, write_params
+from tests.idx_files import write_idx
 
 pytestmark = pytest.mark.integration
 

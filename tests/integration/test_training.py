@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """640 training and 200 test digits (synthetic, easy to learn) in LMDB and LevelDB, made by build-db."""
-    from caffepipe.data.idx import write_idx
+    from tests.idx_files import write_idx
 
     work = tmp_path_factory.mktemp("db")
     (work / "raw").mkdir()

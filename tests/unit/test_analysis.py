@@ -106,8 +106,6 @@ def test_confused_pairs_are_ranked_over_both_directions() -> None:
     assert pairs.loc[2, ["a", "b", "a_as_b", "b_as_a"]].tolist() == [2, 7, 0, 2]
     np.testing.assert_allclose(pairs["share"], [8 / 14, 4 / 14, 2 / 14])
     assert pairs["rank"].tolist() == [1, 2, 3]
-    directed = error_stats.directed_confusions(confusion)
-    assert directed[["true", "predicted", "count"]].values.tolist()[:2] == [[4, 9, 5], [3, 5, 4]]
 
 
 def test_confused_pairs_of_a_perfect_model_is_empty() -> None:
@@ -139,7 +137,6 @@ def test_equal_error_test_worked_example() -> None:
     assert test.statistic == pytest.approx(12.5)
     assert test.dof == 1
     assert test.p_value == pytest.approx(stats.chi2.sf(12.5, 1))
-    assert test.rate_ratio == pytest.approx(3.0)
     table = np.array([[10, 30], [90, 70]])
     assert test.statistic == pytest.approx(stats.chi2_contingency(table, correction=False)[0])
 
@@ -149,7 +146,6 @@ def test_equal_error_test_without_differences_or_errors() -> None:
     assert same.statistic == pytest.approx(0.0) and same.p_value == pytest.approx(1.0)
     none = error_stats.equal_error_test([0, 0], [10, 20])
     assert (none.statistic, none.p_value) == (0.0, 1.0)
-    assert math.isnan(none.rate_ratio)
 
 
 def test_class_error_table_shares_and_intervals() -> None:

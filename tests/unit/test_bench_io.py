@@ -13,8 +13,8 @@ from caffepipe.data.bench_io import (decode_agreement, disk_usage, draw_figure, 
 from caffepipe.data.build_db import datum_records, write_leveldb, write_lmdb
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.data.export_images import export_images
-from caffepipe.data.idx import write_idx
 from tests.conftest import synthetic_digits
+from tests.idx_files import write_idx
 
 
 @pytest.fixture

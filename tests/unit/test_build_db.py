@@ -7,7 +7,8 @@ from caffepipe.data import build_db
 from caffepipe.data.build_db import build_databases, lmdb_map_size
 from caffepipe.data.datum import db_path, read_db
 from caffepipe.core.errors import CaffepipeError
-from caffepipe.data.idx import read_idx, write_idx
+from caffepipe.data.idx import read_idx
+from tests.idx_files import write_idx
 
 
 @pytest.mark.parametrize("backend", ["lmdb", "leveldb"])

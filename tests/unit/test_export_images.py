@@ -10,7 +10,6 @@ from PIL import Image
 
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.data.export_images import export_images, image_file_name, main
-from caffepipe.data.idx import write_idx
 from tests.conftest import synthetic_digits, tiny_params, write_params
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from caffepipe.data import fetch
 from caffepipe.core.errors import CaffepipeError
-from caffepipe.data.idx import encode_idx
+from tests.idx_files import encode_idx
 
 PARAMS = {"dataset": "mnist", "sources": ["local"], "timeout_s": 1, "local_dir": None}
 
@@ -73,7 +73,7 @@ def test_when_every_source_fails_each_is_listed_and_the_old_output_stays(tmp_pat
 def test_the_fashion_package_source_names_the_debian_package_when_missing(monkeypatch, tmp_path) -> None:
     dataset = fetch.Dataset(sha256={}, mirrors=(), debian_folder=str(tmp_path / "absent"), debian_package="dataset-fashion-mnist")
     with pytest.raises(fetch.SourceFailed, match="install the Debian package dataset-fashion-mnist"):
-        fetch.from_package(dataset, 1)("train-images-idx3-ubyte")
+        fetch.from_package(dataset)("train-images-idx3-ubyte")
 
 
 # --- damaged deliveries and unreachable sources: each is that source failing, never a crash ----------------------

@@ -4,7 +4,8 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from caffepipe.core.errors import CaffepipeError
-from caffepipe.data.idx import encode_idx, parse_idx, read_idx, write_idx
+from caffepipe.data.idx import parse_idx, read_idx
+from tests.idx_files import encode_idx
 
 
 @given(hnp.arrays(dtype=st.sampled_from([np.uint8, np.int16, np.int32, np.float32]),
@@ -47,10 +48,3 @@ def test_gzipped_or_foreign_files_are_rejected_by_their_magic_number() -> None:
 def test_trailing_bytes_are_corruption() -> None:
     with pytest.raises(CaffepipeError, match="trailing bytes"):
         parse_idx(encode_idx(np.zeros(3, np.uint8)) + b"x")
-
-
-def test_write_is_atomic_and_readable(tmp_path) -> None:
-    labels = np.array([3, 1, 4], np.uint8)
-    write_idx(tmp_path / "labels", labels)
-    np.testing.assert_array_equal(read_idx(tmp_path / "labels"), labels)
-    assert [p.name for p in tmp_path.iterdir()] == ["labels"]

@@ -125,9 +125,9 @@ CHECKS: tuple[Callable[[], Finding], ...] = (
 )
 
 
-def run_checks(checks: tuple[Callable[[], Finding], ...] = CHECKS) -> list[Finding]:
+def run_checks() -> list[Finding]:
     findings = []
-    for check in checks:
+    for check in CHECKS:
         name = check.__name__.removeprefix("check_").replace("_binary", "")
         try:
             findings.append(check())

@@ -225,12 +225,10 @@ def _decoded(path: Path, backend: str, key: bytes, value: bytes) -> tuple[np.nda
         raise damaged_database(path, backend, f"record {key!r}: {error}") from None
 
 
-def read_db(path: str | Path, backend: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """All records (or the first `limit`) as images (N, C, H, W) uint8 and labels (N,) int64."""
+def read_db(path: str | Path, backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """All records as images (N, C, H, W) uint8 and labels (N,) int64."""
     images, labels = [], []
     for key, value in iterate_db(path, backend):
-        if limit is not None and len(images) >= limit:
-            break
         image, label = _decoded(Path(path), backend, key, value)
         images.append(image)
         labels.append(label)

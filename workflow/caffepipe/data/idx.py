@@ -1,4 +1,4 @@
-"""Read and write IDX files, the format MNIST and Fashion-MNIST ship in.
+"""Read IDX files, the format MNIST and Fashion-MNIST ship in (the pipeline never writes one).
 
 An IDX file is a 4-byte magic number (two zero bytes, a data-type code, the number of dimensions), one
 big-endian uint32 per dimension, then the items. read_idx checks every part of that against the file's size
@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from caffepipe.core.atomic import write_bytes_atomic
 from caffepipe.core.errors import CaffepipeError
 
 # data-type code -> big-endian numpy dtype
@@ -23,7 +22,6 @@ DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-CODES = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
 MAX_DIMENSIONS = 8        # MNIST has 1 (labels) or 3 (images); more means a corrupt header
 
 
@@ -57,18 +55,3 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise CaffepipeError(f"{path}: no such IDX file") from None
     return parse_idx(data, str(path))
 
-
-def encode_idx(array: np.ndarray) -> bytes:
-    array = np.asarray(array)
-    native = array.dtype.newbyteorder("=")
-    if native not in CODES:
-        raise CaffepipeError(f"IDX cannot hold {array.dtype} data (only uint8, int8, int16, int32, float32, float64)")
-    if not 1 <= array.ndim <= MAX_DIMENSIONS:
-        raise CaffepipeError(f"IDX holds 1 to {MAX_DIMENSIONS} dimensions, not {array.ndim}")
-    code = CODES[native]
-    header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(DTYPES[code], copy=False).tobytes()
-
-
-def write_idx(path: str | Path, array: np.ndarray) -> None:
-    write_bytes_atomic(path, encode_idx(array))

@@ -18,6 +18,8 @@ from scipy import stats
 
 # Caffe's SoftmaxWithLoss clamps the probability of the true class at FLT_MIN before taking the log.
 FLT_MIN = float(np.finfo(np.float32).tiny)
+# The per-class error intervals: analyze's captions and axis labels call them 95% intervals.
+INTERVAL_CONFIDENCE = 0.95
 
 
 def _as_2d(predictions: np.ndarray) -> np.ndarray:
@@ -133,24 +135,14 @@ def confused_pairs(confusion: np.ndarray) -> pd.DataFrame:
     return table
 
 
-def directed_confusions(confusion: np.ndarray) -> pd.DataFrame:
-    """(true, predicted) cells off the diagonal ranked by count, with their share of all errors."""
-    confusion = np.asarray(confusion)
-    total_errors = confusion.sum() - np.trace(confusion)
-    true, predicted = np.nonzero(confusion * (1 - np.eye(confusion.shape[0], dtype=confusion.dtype)))
-    table = pd.DataFrame({"true": true, "predicted": predicted, "count": confusion[true, predicted]})
-    table["share"] = table["count"] / total_errors if total_errors else np.nan
-    return table.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Is every class equally likely to be wrong?
 
-def wilson_interval(successes, trials, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a binomial proportion; (NaN, NaN) where trials is 0."""
+def wilson_interval(successes, trials) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval (INTERVAL_CONFIDENCE) for a binomial proportion; (NaN, NaN) where trials is 0."""
     k = np.asarray(successes, dtype=np.float64)
     n = np.asarray(trials, dtype=np.float64)
-    z = stats.norm.ppf(0.5 + confidence / 2)
+    z = stats.norm.ppf(0.5 + INTERVAL_CONFIDENCE / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         p = k / n
         denominator = 1 + z**2 / n
@@ -169,15 +161,6 @@ class HomogeneityTest:
     statistic: float
     dof: int
     p_value: float
-    min_rate: float
-    max_rate: float
-
-    @property
-    def rate_ratio(self) -> float:
-        """Highest class error rate over the lowest (inf when some class has no error)."""
-        if self.min_rate == 0:
-            return float("inf") if self.max_rate > 0 else float("nan")
-        return self.max_rate / self.min_rate
 
 
 def equal_error_test(errors: np.ndarray, totals: np.ndarray) -> HomogeneityTest:
@@ -190,23 +173,22 @@ def equal_error_test(errors: np.ndarray, totals: np.ndarray) -> HomogeneityTest:
     keep = totals > 0
     errors, totals = errors[keep], totals[keep]
     if errors.size == 0:
-        return HomogeneityTest(0.0, 0, 1.0, float("nan"), float("nan"))
-    rates = errors / totals
+        return HomogeneityTest(0.0, 0, 1.0)
     dof = int(errors.size - 1)
     overall = errors.sum() / totals.sum()
     if dof == 0 or overall in (0.0, 1.0):
-        return HomogeneityTest(0.0, dof, 1.0, float(rates.min()), float(rates.max()))
+        return HomogeneityTest(0.0, dof, 1.0)
     expected_wrong = totals * overall
     expected_right = totals * (1 - overall)
     statistic = float(np.sum((errors - expected_wrong) ** 2 / expected_wrong)
                       + np.sum(((totals - errors) - expected_right) ** 2 / expected_right))
-    return HomogeneityTest(statistic, dof, float(stats.chi2.sf(statistic, dof)), float(rates.min()), float(rates.max()))
+    return HomogeneityTest(statistic, dof, float(stats.chi2.sf(statistic, dof)))
 
 
-def class_error_table(confusion: np.ndarray, confidence: float = 0.95) -> pd.DataFrame:
+def class_error_table(confusion: np.ndarray) -> pd.DataFrame:
     """Per true class: images, errors, error rate with its Wilson interval, share of all errors and of images."""
     errors, totals, rates = per_class_error(confusion)
-    low, high = wilson_interval(errors, totals, confidence)
+    low, high = wilson_interval(errors, totals)
     total_errors = errors.sum()
     return pd.DataFrame({
         "class": np.arange(len(errors)),
