@@ -149,7 +149,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         params=("train",),
         code=("training/train.py", "training/folder.py", "training/inputs.py", "training/snapshots.py",
-              "core/progress.py", "core/caffe_env.py", "data/datum.py"),
+              "training/disk_space.py", "core/progress.py", "core/caffe_env.py", "data/datum.py"),
         threads="train.threads",
         mem_mb=4000,
         runtime_min=120,

@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import errno
 import faulthandler
 import logging
 import os
@@ -74,6 +75,7 @@ from caffepipe.core.atomic import atomic_output, write_bytes_atomic, write_text_
 from caffepipe.data.datum import redirect_leveldb_sources
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.pipeline.params import add_params_argument, load_params
+from caffepipe.training.disk_space import disk_full_error, ensure_room_for_snapshot, snapshot_bytes
 from caffepipe.training.snapshots import (
     find_snapshot_files,
     net_param_shapes,
@@ -219,6 +221,7 @@ class Session:
         self.snapshot_iterations = snapshot_iterations
         net = solver.net  # pycaffe makes a new wrapper (and blob dict) on each access: keep one
         self.loss_blob = net.blobs[net.outputs[0]]
+        self.snapshot_bytes = snapshot_bytes(net_param_shapes(net))
         self.stop_signal: int | None = None
         self.next_progress = 0.0
         self.iterated = False
@@ -228,7 +231,11 @@ class Session:
             raise KeyboardInterrupt
         self.stop_signal = signum
 
+    def ensure_room(self, iteration: int) -> None:
+        ensure_room_for_snapshot(self.folder.staging, self.snapshot_bytes, iteration, shown=self.folder.snapshots)
+
     def snapshot(self, iteration: int) -> None:
+        self.ensure_room(iteration)   # Caffe aborts on a full disk
         self.solver.snapshot()
         promote_snapshot(self.caffe_pb2, self.folder, iteration)
         log_marker(f"snapshot at iteration {iteration}")
@@ -245,6 +252,8 @@ class Session:
                 self.progress.update(to=iteration, loss=float(self.loss_blob.data))
             if iteration in self.snapshot_iterations:
                 self.snapshot(iteration)
+        if iteration == self.plan.max_iter - 1:
+            self.ensure_room(self.plan.max_iter)   # Solve() writes the last snapshot with no callback before it
         if self.stop_signal is not None:
             if iteration > self.plan.start and iteration not in self.snapshot_iterations:
                 self.snapshot(iteration)
@@ -252,6 +261,8 @@ class Session:
 
     def run(self) -> StopTraining | None:
         """Train; returns None when max_iter was reached, else where and by which signal training stopped."""
+        if self.plan.start == self.plan.max_iter:
+            self.ensure_room(self.plan.max_iter)   # only the final test and snapshot: no callback runs
         previous = {signum: signal.signal(signum, self.request_stop) for signum in STOP_SIGNALS}
         self.solver.add_callback(self.on_start, lambda: None)
         try:
@@ -476,5 +487,11 @@ def main(argv: list[str]) -> int:
     threads = args.threads if args.threads is not None else params["train"]["threads"]
     if threads < 1:
         raise CaffepipeError(f"--threads must be at least 1, not {threads}")
-    return train(TrainingRequest(model=args.model, nets=args.nets, db=args.db, out=args.out,
-                                 train_params=params["train"], threads=threads, resume=args.resume, restart=args.restart))
+    request = TrainingRequest(model=args.model, nets=args.nets, db=args.db, out=args.out,
+                              train_params=params["train"], threads=threads, resume=args.resume, restart=args.restart)
+    try:
+        return train(request)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise disk_full_error(args.out) from None
