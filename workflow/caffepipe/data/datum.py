@@ -237,12 +237,12 @@ def read_db(path: str | Path, backend: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-def check_database(path: str | Path, backend: str, in_place: bool = False) -> int:
+def check_database(path: str | Path, backend: str) -> int:
     """Read a whole database and decode its first record; returns the record count. For the stages that hand a
     database to Caffe: its Data layer meets a damaged one with a glog CHECK that aborts the process (or SIGBUS),
     naming neither the database nor the fix."""
     count = 0
-    for count, (key, value) in enumerate(iterate_db(path, backend, in_place), start=1):
+    for count, (key, value) in enumerate(iterate_db(path, backend), start=1):
         if count == 1:
             _decoded(Path(path), backend, key, value)
     if not count:
