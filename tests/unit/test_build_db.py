@@ -61,16 +61,3 @@ def test_two_builds_are_byte_identical_file_for_file(synthetic_raw, tmp_path) ->
     first = folder_bytes(tmp_path / "first")
     assert first == folder_bytes(tmp_path / "second")
     assert not {name.rsplit("/", 1)[-1] for name in first} & {"LOG", "LOG.old", "lock.mdb"}
-
-
-def test_leveldb_is_byte_identical_even_when_it_flushes_many_memtables(synthetic_raw, tmp_path, monkeypatch) -> None:
-    # Small batches and LevelDB's smallest write buffer (64 KiB): several flushes while writing, as a dataset
-    # larger than the 256 MiB buffer would cause. Keys in order keep the tables apart, so nothing depends on timing.
-    monkeypatch.setattr(build_db, "LEVELDB_BATCH", 20)
-    monkeypatch.setattr(build_db, "LEVELDB_WRITE_BUFFER", 64 << 10)
-    for name in ("first", "second"):
-        build_databases(synthetic_raw, tmp_path / name, ["leveldb"], {"train": None, "test": None})
-    first = folder_bytes(tmp_path / "first")
-    assert sum(name.endswith(".ldb") for name in first) > 1, "the build should have flushed several tables"
-    assert first == folder_bytes(tmp_path / "second")
-    assert len(read_db(db_path(tmp_path / "first", "train", "leveldb"), "leveldb")[1]) == 300
