@@ -2,7 +2,8 @@
 of a real tiny pipeline run with one input broken.
 
 Each cell of the matrix (stage x damaged input) expects what a user needs: a non-zero exit (2, the CLI's
-"your input is wrong"), one line on stderr, last, that names the bad input; no Python traceback and no
+"your input is wrong"), one line on stderr, last, that names the bad input and the stage that makes it
+(fetch's inputs excepted: the user's own sources); no Python traceback and no
 Caffe check failure (glog aborting the process); and the stage's outputs exactly as they were before, with no
 half-written temporary file beside them. bench/faults_matrix.py runs this file and writes the matrix to
 bench/results/faults.md.
@@ -182,6 +183,8 @@ def test_a_damaged_input_is_one_clear_line_and_no_partial_output(fault: Fault, p
     assert result.returncode == 2, f"exit {result.returncode}:\n{result.stderr[-3000:]}"
     assert line is not None, f"the last line of stderr is not the one-line error:\n{result.stderr[-3000:]}"
     assert fault.named in line or str(root / fault.named) in line, f"{line!r} does not name {fault.named}"
+    if fault.stage != "fetch":      # fetch's inputs are the user's sources, which no stage makes
+        assert re.search(r"`caffepipe [a-z-]+", line), f"{line!r} does not say which stage makes {fault.named}"
     for output in outputs:
         assert tree_digest(output) == before[output], f"{output} changed"
         assert not temporary_siblings(output), f"half-written {temporary_siblings(output)}"

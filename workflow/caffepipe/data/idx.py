@@ -48,10 +48,12 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
+    """An IDX file of data/raw; its errors name the stage that writes the folder, for the pipeline's user."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        return parse_idx(path.read_bytes(), str(path))
     except FileNotFoundError:
-        raise CaffepipeError(f"{path}: no such IDX file") from None
-    return parse_idx(data, str(path))
+        raise CaffepipeError(f"{path}: no such IDX file; run `caffepipe fetch`") from None
+    except CaffepipeError as error:
+        raise CaffepipeError(f"{error}; re-run `caffepipe fetch`") from None
 

@@ -258,7 +258,7 @@ def main(argv: list[str]) -> int:
     except FileNotFoundError:
         raise CaffepipeError(f"{args.log}: no such log; run `caffepipe train` first") from None
     if not parsed.train and not parsed.test:
-        raise CaffepipeError(f"{args.log}: no training iterations found; is it a Caffe training log?")
+        raise CaffepipeError(f"{args.log}: no training iterations found; is it a Caffe training log? (`caffepipe train` writes it)")
     write_tables(parsed, args.out_train, args.out_test, args.out_metrics)
     log.info("%s: %d train rows, %d test rows -> %s, %s, %s", args.log, len(parsed.train), len(parsed.test),
              args.out_train, args.out_test, args.out_metrics)
