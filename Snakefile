@@ -1,7 +1,7 @@
 # caffepipe's Snakemake workflow: `snakemake --cores 4` runs the whole pipeline on params.yaml.
 # Its rules come from the stage list (workflow/caffepipe/pipeline/stages.py), as dvc.yaml does; see
 # workflow/rules/stages.smk for why they are made by one loop.
-from caffepipe.pipeline import orchestration
+from caffepipe.pipeline import dvc_commit, orchestration
 from caffepipe.pipeline.params import load_params, reject_snakemake_config
 
 # params.yaml is the only source of parameters, for both orchestrators; every stage validates it again
@@ -17,3 +17,11 @@ rule all:
 
 
 include: "workflow/rules/stages.smk"
+
+
+# DVC, which decides by the hashes in dvc.lock, must trust what Snakemake has just made: record the stages
+# Snakemake ran, as `dvc repro` would have (pipeline/dvc_commit.py says why only those). Not after --touch,
+# which marks outputs up to date without making them.
+onsuccess:
+    if not workflow.touch:
+        print(dvc_commit.record_snakemake_run((job.rule.name, job.wildcards.get("model")) for job in workflow.dag.finished_jobs))

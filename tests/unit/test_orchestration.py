@@ -39,3 +39,45 @@ def test_every_stage_command_is_a_caffepipe_command_with_its_outputs_on_the_line
         for output in each.outputs:
             folder = output.path.rsplit("/", 1)[0]
             assert output.path in arguments or folder in arguments, (each.name, output.path)
+
+
+# --- Folder digests: how Snakemake trusts a folder DVC restored (pipeline/digest.py) ----------------------
+def test_every_managed_folder_output_is_followed_by_its_digest_and_the_command_writes_it() -> None:
+    for each in STAGES:
+        outputs = [output.path for output in orchestration.stage_outputs(each)]
+        command = orchestration.full_command(each)
+        for output in each.outputs:
+            digest = f"{output.path}.sha256"
+            if output.directory and not output.persist:
+                assert outputs[outputs.index(output.path) + 1] == digest, each.name
+                assert f" && caffepipe digest {output.path} --out {digest}" in command, each.name
+                assert "workflow/caffepipe/pipeline/digest.py" in each.code_paths, each.name
+            else:
+                assert digest not in outputs, each.name
+        if not any(output.directory and not output.persist for output in each.outputs):
+            assert command == each.command and "workflow/caffepipe/pipeline/digest.py" not in each.code_paths
+
+
+def test_persisted_snapshots_get_no_digest() -> None:
+    outputs = [output.path for output in orchestration.stage_outputs(stage("train"))]
+    assert "data/train/{model}/snapshots.sha256" not in outputs
+
+
+def test_snakemake_reads_a_folder_as_ancient_and_its_digest_by_checksum() -> None:
+    params = default_params()
+    inputs = orchestration.snakemake_inputs(stage("train"), params)
+    assert ("data/nets/{model}", True) in inputs and ("data/nets/{model}.sha256", False) in inputs
+    assert ("data/db", True) in inputs and ("data/db.sha256", False) in inputs
+    assert all(not is_folder for path, is_folder in inputs if path.startswith("workflow/"))
+    analyze = dict(orchestration.snakemake_inputs(stage("analyze"), params))
+    for model in orchestration.models(params):
+        assert analyze[f"data/eval/{model}"] is True and analyze[f"data/eval/{model}.sha256"] is False
+
+
+def test_dvc_depends_on_the_folder_and_its_digest_and_runs_the_same_command() -> None:
+    train = orchestration.dvc_stage(stage("train"))["do"]
+    assert {"data/nets/${item}", "data/nets/${item}.sha256", "data/db", "data/db.sha256"} <= set(train["deps"])
+    netgen = orchestration.dvc_stage(stage("netgen"))["do"]
+    assert "data/nets/${item}.sha256" in netgen["outs"]
+    assert netgen["cmd"].endswith("&& caffepipe digest data/nets/${item} --out data/nets/${item}.sha256")
+    assert "data/eval" in orchestration.dvc_stage(stage("analyze"))["deps"]     # every model's folder and digest

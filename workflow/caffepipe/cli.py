@@ -31,6 +31,7 @@ COMMANDS = {
     "doctor": "core.doctor",
     "check-params": "pipeline.params",
     "dvc-yaml": "pipeline.dvc_yaml",
+    "digest": "pipeline.digest",
 }
 
 EXIT_USER_ERROR = 2

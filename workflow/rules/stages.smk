@@ -19,7 +19,9 @@ for stage in STAGES:
 
     rule:
         name: stage.name
-        input: orchestration.snakemake_inputs(stage, config)
+        # A folder input's modification time means nothing (ancient): DVC may have restored it from its cache.
+        # The folder's digest file, also an input, says whether its content changed (pipeline/digest.py).
+        input: [ancient(path) if is_folder else path for path, is_folder in orchestration.snakemake_inputs(stage, config)]
         output: [directory(path) if is_dir else path for path, is_dir in orchestration.snakemake_outputs(stage)]
         params: **orchestration.snakemake_params(stage, config), command=orchestration.snakemake_command(stage)
         threads: orchestration.stage_threads(stage, config)

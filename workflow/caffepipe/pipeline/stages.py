@@ -24,6 +24,9 @@ SHARED_CODE = (
     "workflow/caffepipe/core/atomic.py",
 )
 
+# Run after every stage that writes a folder, to write the folder's digest (pipeline/digest.py says why).
+DIGEST_CODE = "workflow/caffepipe/pipeline/digest.py"
+
 
 @dataclass(frozen=True)
 class Output:
@@ -36,6 +39,11 @@ class Output:
     # Small JSON/CSV results kept in git (DVC `cache: false`) so `dvc metrics/plots diff` works between commits.
     metric: bool = False
     plot: "Plot | None" = None
+
+    @property
+    def has_digest(self) -> bool:
+        """A folder the orchestrators manage gets a digest file beside it; persist folders are the stage's own."""
+        return self.directory and not self.persist
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,12 @@ class Stage:
 
     @property
     def code_paths(self) -> tuple[str, ...]:
-        """Its modules, the shared code, and the schema file of each params section it reads."""
+        """Its modules, the shared code, the digest writer if it writes a folder, and the schema file of each
+        params section it reads."""
         sections = dict.fromkeys(key.split(".")[0] for key in self.params)
         schemas = tuple(f"{SCHEMA_DIR}/{section}.json" for section in sections)
-        return tuple(f"workflow/caffepipe/{module}" for module in self.code) + SHARED_CODE + schemas
+        digest = (DIGEST_CODE,) if any(output.has_digest for output in self.outputs) else ()
+        return tuple(f"workflow/caffepipe/{module}" for module in self.code) + SHARED_CODE + digest + schemas
 
     @property
     def cli_name(self) -> str:
