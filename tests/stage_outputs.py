@@ -3,8 +3,8 @@
 - tiny_db: caffepipe's build-db on synthetic digits;
 - tiny_nets: a small LeNet- or MLP-shaped train.prototxt / deploy.prototxt written with caffe.net_spec (same layer
   names as caffepipe's models), and a .caffemodel saved by pycaffe;
-- upstream_reports: raw IDX files and source.json, bench-io's, parse-log's, evaluate's and analyze's outputs,
-  with made-up numbers;
+- upstream_reports: raw IDX files and source.json, bench-io's, parse-log's, train's reproducibility.json,
+  evaluate's and analyze's outputs, with made-up numbers;
 - report_inputs, report_argv: all of those for `caffepipe report`, and its command line.
 """
 from __future__ import annotations
@@ -98,8 +98,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
-    """raw/, bench/, train/, eval/ and analysis/ under root, as fetch, bench-io, parse-log, evaluate and analyze
-    write them; returns the folders by name."""
+    """raw/, bench/, train/, eval/ and analysis/ under root, as fetch, bench-io, parse-log, train (its
+    reproducibility.json, every model bit-reproducible), evaluate and analyze write them; returns the folders
+    by name."""
     raw = root / "raw"
     raw.mkdir(parents=True)
     for prefix, count, seed in (("train", 120, 1), ("t10k", 40, 2)):
@@ -122,6 +123,8 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
         _write(train / model / "test.csv", "iteration,accuracy,loss\n" + "".join(
             f"{i},{0.1 + 0.8 * (1 - np.exp(-i / 15)):.4f},{2.3 * np.exp(-i / 15) + 0.1:.4f}\n" for i in (0, 20, 40)))
         _write(train / model / "metrics.json", json.dumps({"final_iteration": 40, "final_train_loss": 0.2, "final_test_accuracy": 0.78}))
+        _write(train / model / "reproducibility.json", json.dumps({"blas_threads": [1], "bit_reproducible": True,
+                                                                   "reproducibility_note": None}))
         _write(eval_dir / model / "metrics.json", json.dumps({"iteration": 40, "accuracy": 0.8 - 0.05 * number,
                                                               "error": 0.2 + 0.05 * number, "loss": 0.6, "errors": 8, "images": 40}))
 

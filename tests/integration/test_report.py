@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -65,6 +66,18 @@ def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path
                  "test (final snapshot): accuracy", "deploy net: images/s at batch 8", "sobel_x",
                  "snapshot_iters", "snakemake", "git commit"):
         assert text in html, text
+
+
+def test_the_page_says_when_a_model_is_not_bit_reproducible(inputs: dict[str, Path]) -> None:
+    report.main(report_argv(inputs))
+    assert "Not bit-reproducible" not in inputs["out"].read_text()
+    (inputs["train"] / "lenet" / "reproducibility.json").write_text(json.dumps(
+        {"blas_threads": [2, 1], "bit_reproducible": False, "reproducibility_note": "segments ran with 2 and 1 BLAS threads"}))
+    report.main(report_argv(inputs))
+    html = inputs["out"].read_text()
+    training = html[html.index('<section id="training">'):html.index('<section id="comparison">')]
+    assert "Not bit-reproducible: lenet (segments ran with 2 and 1 BLAS threads)" in training
+    assert html.count("Not bit-reproducible") == 1
 
 
 def test_the_same_inputs_render_the_same_bytes(inputs: dict[str, Path]) -> None:

@@ -49,6 +49,29 @@ def test_the_fingerprint_follows_what_changes_the_weights(tmp_path: Path) -> Non
     assert fingerprint_of(tmp_path, tiny_params(train={"lr_policy": "poly", "max_iter": 80})) != poly
 
 
+def test_the_fingerprint_leaves_out_what_cannot_change_the_weights(tmp_path: Path) -> None:
+    """Changing how often Caffe logs, tests or snapshots, or how far it trains, resumes the snapshots."""
+    base = fingerprint_of(tmp_path, tiny_params())
+    for train in ({"display": 1}, {"test_interval": 7}, {"snapshot_interval": 7}, {"snapshot_iters": [5, 15]},
+                  {"max_iter": 80}):
+        assert fingerprint_of(tmp_path, tiny_params(train=train)) == base, train
+    nets = make_nets(tmp_path, tiny_params())
+    nets.solver.test_iter[0] += 1
+    nets.solver.test_initialization = False
+    nets.solver.average_loss = 10
+    assert training_inputs.fingerprint(caffe_pb2, nets, {"train_lmdb": "a", "test_lmdb": "b"})[0] == base
+    # what the update reads does change it
+    assert fingerprint_of(tmp_path, tiny_params(train={"base_lr": 0.02})) != base
+    assert fingerprint_of(tmp_path, tiny_params(train={"momentum": 0.8})) != base
+    assert fingerprint_of(tmp_path, tiny_params(netgen={"train_batch_size": 32})) != base
+    nets.solver.iter_size = 2
+    assert training_inputs.fingerprint(caffe_pb2, nets, {"train_lmdb": "a", "test_lmdb": "b"})[0] != base
+    # The test set and its batch stay in although they cannot change the weights: caffe.log's test passes are
+    # measured on them, and a resume across a change would join two test sets into one curve.
+    assert fingerprint_of(tmp_path, tiny_params(netgen={"test_batch_size": 40})) != base
+    assert fingerprint_of(tmp_path, tiny_params(), {"train_lmdb": "a", "test_lmdb": "other"}) != base
+
+
 def test_the_fingerprint_ignores_where_the_databases_are(tmp_path: Path) -> None:
     nets = make_nets(tmp_path, tiny_params())
     before = training_inputs.fingerprint(caffe_pb2, nets, {"x": "1"})[0]

@@ -6,12 +6,13 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CAFFEPIPE, run_caffepipe, synthetic_digits, tiny_params, write_params
+from tests.conftest import CAFFEPIPE, REPO, run_caffepipe, synthetic_digits, tiny_params, write_params
 
 pytestmark = pytest.mark.integration
 
@@ -60,9 +61,10 @@ class Workspace:
         run_caffepipe("netgen", "--params", "params.yaml", "--model", self.model, "--db", "data/db",
                       "--out", f"data/nets/{self.model}", cwd=self.root)
 
-    def train_args(self, *extra: str) -> list[str]:
+    def train_args(self, *extra: str, threads: int = 1) -> list[str]:
         return ["train", "--params", "params.yaml", "--model", self.model, "--nets", f"data/nets/{self.model}",
-                "--db", "data/db", "--out", f"data/train/{self.model}", "--threads", "1", *extra]
+                "--db", "data/db", "--out", f"data/train/{self.model}",
+                "--out-reproducibility", f"reports/train/{self.model}/reproducibility.json", "--threads", str(threads), *extra]
 
     def train(self, *extra: str, check: bool = True) -> subprocess.CompletedProcess:
         return run_caffepipe(*self.train_args(*extra), cwd=self.root, check=check)
@@ -80,6 +82,12 @@ class Workspace:
 
     def segment_logs(self) -> list[Path]:
         return sorted((self.out / "snapshots" / "logs").glob("segment-*.log"))
+
+    def state(self) -> dict:
+        return json.loads((self.out / "snapshots" / "fingerprint.json").read_text())
+
+    def reproducibility(self) -> dict:
+        return json.loads((self.root / "reports" / "train" / self.model / "reproducibility.json").read_text())
 
 
 @pytest.fixture
@@ -171,13 +179,24 @@ LONG_TRAINING = {"max_iter": 400, "display": 20, "test_interval": 100, "snapshot
                  "snapshot_iters": [10, 30, 100, 200, 300]}
 
 
-def _start_training(workspace: Workspace) -> subprocess.Popen:
-    return subprocess.Popen([CAFFEPIPE, *workspace.train_args()], cwd=workspace.root, text=True,
+def _start_training(workspace: Workspace, threads: int = 1) -> subprocess.Popen:
+    return subprocess.Popen([CAFFEPIPE, *workspace.train_args(threads=threads)], cwd=workspace.root, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def _uninterrupted(tmp_path: Path, tiny_db: Path, **train: object) -> Workspace:
-    reference = Workspace(tmp_path / "reference", tiny_db, train=train)
+def _stop_after(workspace: Workspace, snapshot_iteration: int, threads: int = 1) -> int:
+    """Start training, send SIGTERM once the snapshot at `snapshot_iteration` is written, and return the
+    iteration training stopped at (where its stop snapshot is)."""
+    process = _start_training(workspace, threads)
+    _wait_for(workspace.out / "snapshots" / f"{workspace.model}_iter_{snapshot_iteration}.solverstate", process)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    return int(workspace.segment_logs()[0].read_text().split("stopped by signal 15 at iteration ")[1].split()[0])
+
+
+def _uninterrupted(tmp_path: Path, tiny_db: Path, netgen: dict | None = None, **train: object) -> Workspace:
+    reference = Workspace(tmp_path / "reference", tiny_db, train=train, netgen=netgen or {})
     reference.netgen()
     reference.train()
     return reference
@@ -237,7 +256,104 @@ def test_sigterm_snapshots_the_current_iteration_and_exits_non_zero(workspace: W
 
     workspace.train("--resume")
     assert f"resumes lenet from iteration {stopped_at} " in workspace.segment_logs()[1].read_text()
-    assert workspace.manifest()["snapshots"][-1]["iteration"] == 400
+    manifest = workspace.manifest()
+    assert manifest["snapshots"][-1]["iteration"] == 400
+    # resumed with the same thread count: one count, so bit-reproducible
+    assert manifest["segments"] == [{"log": "segment-001.log", "from": 0, "threads": 1},
+                                    {"log": "segment-002.log", "from": stopped_at, "threads": 1}]
+    assert manifest["bit_reproducible"] is True and manifest["reproducibility_note"] is None
+    assert workspace.reproducibility() == {"blas_threads": [1, 1], "bit_reproducible": True, "reproducibility_note": None}
+
+
+def test_resuming_with_another_thread_count_continues_and_says_the_weights_are_not_bit_reproducible(workspace: Workspace) -> None:
+    workspace.set_params(train=LONG_TRAINING)
+    workspace.netgen()
+    stopped_at = _stop_after(workspace, 30, threads=2)
+
+    result = workspace.train()                                   # --threads 1
+    assert f"resuming lenet at iteration {stopped_at} with 1 BLAS threads, but it was trained with 2" in result.stderr
+    logs = workspace.segment_logs()
+    assert f"resumes lenet from iteration {stopped_at} " in logs[1].read_text()   # finished iterations kept
+    assert "it was trained with 2" in logs[1].read_text()
+    assert [(segment["start"], segment["threads"]) for segment in workspace.state()["segments"]] == [(0, 2), (stopped_at, 1)]
+    manifest = workspace.manifest()
+    assert manifest["segments"] == [{"log": "segment-001.log", "from": 0, "threads": 2},
+                                    {"log": "segment-002.log", "from": stopped_at, "threads": 1}]
+    assert manifest["bit_reproducible"] is False
+    assert manifest["reproducibility_note"] == "segments ran with 2 and 1 BLAS threads"
+    assert workspace.reproducibility() == {"blas_threads": [2, 1], "bit_reproducible": False,
+                                           "reproducibility_note": "segments ran with 2 and 1 BLAS threads"}
+    assert not (workspace.out / "archive").exists()
+
+    # Nothing left to train: the verdict stays, as it describes the weights.
+    assert "nothing to train" in workspace.train().stderr
+    assert workspace.manifest() == manifest
+
+
+SWITCHED_TEST_INTERVAL = {"max_iter": 60, "test_interval": 15, "snapshot_iters": [10, 30]}
+# 200 test images in batches of 30: test_iter 7 reads 210 records, so each test pass ends 10 records further into
+# the test set than the one before, and where a test pass starts depends on every pass before it.
+UNEVEN_TEST_BATCH = {"test_batch_size": 30}
+
+
+def _test_outputs(workspace: Workspace) -> dict[int, dict[str, float]]:
+    _, test_rows, _ = workspace.parse_log()
+    return {int(row["iteration"]): {name: float(row[name]) for name in ("accuracy", "loss")} for row in test_rows}
+
+
+def test_a_changed_test_interval_resumes_and_replays_the_test_passes_that_really_ran(workspace: Workspace, tmp_path: Path,
+                                                                                      tiny_db: Path) -> None:
+    """Trained to iteration 30 testing every 10, then to 60 testing every 15: the same weights and test outputs
+    as one uninterrupted run that tested every 10 before iteration 30 and every 15 from there."""
+    workspace.set_params(netgen=UNEVEN_TEST_BATCH, train={**SWITCHED_TEST_INTERVAL, "max_iter": 30, "test_interval": 10})
+    workspace.netgen()
+    workspace.train()
+    workspace.set_params(netgen=UNEVEN_TEST_BATCH, train=SWITCHED_TEST_INTERVAL)
+    workspace.netgen()
+    workspace.train()
+    assert "resumes lenet from iteration 30 " in workspace.segment_logs()[1].read_text()   # not archived and retrained
+    assert not (workspace.out / "archive").exists()
+
+    # The reference, built without caffepipe's resume: pycaffe runs the solver uninterrupted and the test
+    # passes at 0, 10, 20, then 30, 45 and 60 (tests/uninterrupted_training.py).
+    reference = Workspace(tmp_path / "reference", tiny_db, netgen=UNEVEN_TEST_BATCH, train=SWITCHED_TEST_INTERVAL)
+    reference.netgen()
+    subprocess.run([sys.executable, "-m", "tests.uninterrupted_training", "--solver", "data/nets/lenet/solver.prototxt",
+                    "--switch-at", "30", "--intervals", "10", "15", "--weights", "reference.caffemodel",
+                    "--out", "reference.json"], cwd=reference.root, check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "workflow")])})
+    expected = {int(iteration): outputs for iteration, outputs in json.loads((reference.root / "reference.json").read_text()).items()}
+    assert sorted(expected) == [0, 10, 20, 30, 45, 60]
+    # Caffe logs each output with six significant digits
+    assert _test_outputs(workspace) == {iteration: {name: float(f"{value:.6g}") for name, value in outputs.items()}
+                                        for iteration, outputs in expected.items()}
+    final = (workspace.out / "final.caffemodel").read_bytes()
+    assert final == (reference.root / "reference.caffemodel").read_bytes()
+    # And the claim the fingerprint rests on: test passes never change the weights, so a run that tested
+    # every 15 iterations from the start trains the same ones.
+    assert final == (_uninterrupted(tmp_path / "every-15", tiny_db, UNEVEN_TEST_BATCH, **SWITCHED_TEST_INTERVAL)
+                     .out / "final.caffemodel").read_bytes()
+
+
+def test_a_stop_with_the_test_set_cursor_mid_epoch_resumes_exactly(workspace: Workspace, tmp_path: Path, tiny_db: Path) -> None:
+    """Test batches that do not divide the test set: after every test pass the test net's cursor is somewhere
+    inside the test set, and the resumed run must put it back there."""
+    training = {**LONG_TRAINING, "test_interval": 25}
+    workspace.set_params(netgen=UNEVEN_TEST_BATCH, train=training)
+    workspace.netgen()
+    assert "test_iter: 7" in (workspace.nets / "solver.prototxt").read_text()
+    stopped_at = _stop_after(workspace, 30)
+    assert 30 <= stopped_at < 400
+    workspace.train()
+    assert f"resumes lenet from iteration {stopped_at} " in workspace.segment_logs()[1].read_text()
+
+    reference = _uninterrupted(tmp_path, tiny_db, UNEVEN_TEST_BATCH, **training)
+    assert (workspace.out / "final.caffemodel").read_bytes() == (reference.out / "final.caffemodel").read_bytes()
+    _, test_rows, metrics = workspace.parse_log()
+    _, reference_test, reference_metrics = reference.parse_log()
+    assert [int(row["iteration"]) for row in test_rows] == list(range(0, 401, 25))
+    assert _without_clock(test_rows) == _without_clock(reference_test)
+    assert metrics["test"] == reference_metrics["test"]
 
 
 def test_a_corrupt_newest_solverstate_is_skipped_and_moved_aside(workspace: Workspace) -> None:
@@ -288,6 +404,20 @@ def test_a_longer_max_iter_continues_from_the_last_snapshot(workspace: Workspace
     assert [int(row["iteration"]) for row in train_rows] == list(range(0, 60, 5))
     assert [int(row["iteration"]) for row in test_rows] == [0, 20, 40, 60]
     assert metrics["iteration"] == 60 and set(metrics["test"]) == {"accuracy", "loss"}
+
+
+def test_a_changed_display_keeps_the_finished_training(workspace: Workspace) -> None:
+    """display only decides which iterations Caffe logs: the snapshots stay, nothing is trained again."""
+    workspace.netgen()
+    workspace.train()
+    before = {name: (workspace.out / name).read_bytes() for name in ("final.caffemodel", "caffe.log")}
+    workspace.set_params(train={"display": 10})
+    workspace.netgen()
+    result = workspace.train()
+    assert "nothing to train" in result.stderr
+    assert "display changed since the training ran" in result.stderr      # caffe.log keeps display 5's lines
+    assert not (workspace.out / "archive").exists() and len(workspace.segment_logs()) == 1
+    assert before == {name: (workspace.out / name).read_bytes() for name in before}
 
 
 def test_a_lower_max_iter_reuses_the_snapshots_and_the_log_ends_there(workspace: Workspace) -> None:

@@ -2,6 +2,7 @@
 names the Caffe version that the real `caffe` binary reports, is rendered in tests/integration/test_report.py.)"""
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def test_comparison_table_puts_models_side_by_side(inputs: dict[str, Path]) -> N
     ("raw/source.json", "fetch"),
     ("bench/io.png", "bench-io"),
     ("train/lenet/test.csv", "parse-log"),
+    ("train/mlp/reproducibility.json", "train"),
     ("eval/mlp/metrics.json", "evaluate"),
     ("analysis/summary.json", "analyze"),
     ("analysis/class_error_rates_lenet.csv", "analyze"),
@@ -45,6 +47,24 @@ def test_a_missing_input_names_the_file_and_the_stage_that_makes_it(inputs, miss
     path = inputs["params"].parent / missing
     path.unlink()
     with pytest.raises(CaffepipeError, match=rf"{path} not found; it is made by `caffepipe {stage}`"):
+        report.main(report_argv(inputs))
+    assert not inputs["out"].exists()
+
+
+def test_models_trained_with_mixed_blas_threads_are_named_with_the_reason(inputs: dict[str, Path]) -> None:
+    assert report.not_reproducible(inputs["train"], ["lenet", "mlp"]) == []
+    verdict = inputs["train"] / "mlp" / "reproducibility.json"
+    verdict.write_text(json.dumps({"blas_threads": [2, 1], "bit_reproducible": False,
+                                   "reproducibility_note": "segments ran with 2 and 1 BLAS threads"}))
+    assert report.not_reproducible(inputs["train"], ["lenet", "mlp"]) == ["mlp (segments ran with 2 and 1 BLAS threads)"]
+
+
+@pytest.mark.parametrize("fields", [{"bit_reproducible": None}, {"bit_reproducible": False, "reproducibility_note": None}])
+def test_a_verdict_that_does_not_say_whether_the_weights_are_reproducible_is_an_error(inputs: dict[str, Path], fields: dict) -> None:
+    """A damaged or incomplete verdict is not read as reproducible."""
+    verdict = inputs["train"] / "lenet" / "reproducibility.json"
+    verdict.write_text(json.dumps({**json.loads(verdict.read_text()), **fields}))
+    with pytest.raises(CaffepipeError, match=rf"{verdict} does not say whether its weights are bit-reproducible; re-run `caffepipe train`"):
         report.main(report_argv(inputs))
     assert not inputs["out"].exists()
 

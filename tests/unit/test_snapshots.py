@@ -45,8 +45,11 @@ def test_the_manifest_round_trips_with_relative_paths(tmp_path: Path) -> None:
     listed = [write_snapshot_files(folder, iteration) for iteration in (10, 40)]
     final = tmp_path / "final.caffemodel"
     final.write_bytes(listed[-1].caffemodel.read_bytes())
-    snapshots.write_manifest(tmp_path / "snapshots.json", "lenet", 40, "abc", final, listed[::-1])
+    history = {"segments": [{"log": "segment-001.log", "from": 0, "threads": 1}], "bit_reproducible": True,
+               "reproducibility_note": None}
+    snapshots.write_manifest(tmp_path / "snapshots.json", "lenet", 40, "abc", final, listed[::-1], history)
     data = json.loads((tmp_path / "snapshots.json").read_text())
+    assert {key: data[key] for key in history} == history
     assert data["snapshots"][0] == {"iteration": 10, "caffemodel": "snapshots/net_iter_10.caffemodel",
                                     "solverstate": "snapshots/net_iter_10.solverstate"}
     assert data["final"] == "final.caffemodel" and data["max_iter"] == 40 and data["model"] == "lenet"

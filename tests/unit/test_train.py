@@ -2,6 +2,7 @@
 (The fingerprint and the stale-nets check parse prototxt with caffe_pb2: tests/integration/test_train.py.)"""
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import random
@@ -14,6 +15,7 @@ from caffepipe.core.errors import CaffepipeError
 from caffepipe.training import folder as training_folder
 from caffepipe.training import inputs as training_inputs
 from caffepipe.training import train
+from caffepipe.training.history import Segment, Trainer, count_test_passes, reproducibility, snapshot_record
 from caffepipe.training.train import Plan, plan_training, replayed_batches
 
 SCHEDULE = [10, 30, 100, 5000, 10000]
@@ -33,14 +35,86 @@ def test_plan_resumes_from_the_newest_snapshot_before_the_first_missing_one(inta
     assert plan_training(SCHEDULE, intact, 10000, completed) == expected
 
 
-def test_replayed_batches_count_the_tests_before_the_snapshot() -> None:
-    assert replayed_batches(0, 500, True, [100]) == (0, [0])
-    # tests at 0 and 500 come before iteration 600; the test at 1000 is repeated by the resumed solver
-    assert replayed_batches(600, 500, True, [100]) == (600, [200])
-    assert replayed_batches(1000, 500, True, [100, 7]) == (1000, [200, 14])
-    assert replayed_batches(1000, 500, False, [100]) == (1000, [100])
-    assert replayed_batches(1001, 500, True, [100]) == (1001, [300])
-    assert replayed_batches(50, 0, True, [100]) == (50, [0])
+def test_test_passes_are_counted_as_caffe_runs_them() -> None:
+    assert count_test_passes(0, 0, 500, True) == 0
+    # tests at 0 and 500 come before iteration 600; the test at 1000 is repeated by a solver resumed there
+    assert count_test_passes(0, 600, 500, True) == 2
+    assert count_test_passes(0, 1000, 500, True) == 2
+    assert count_test_passes(0, 1000, 500, False) == 1
+    assert count_test_passes(0, 1001, 500, True) == 3
+    assert count_test_passes(0, 50, 0, True) == 0
+    # a resumed segment tests at its start iteration when that is a multiple of the interval, even without
+    # test_initialization (which only concerns iteration 0)
+    assert count_test_passes(500, 1001, 500, False) == 2
+    assert count_test_passes(501, 1001, 500, True) == 1
+
+
+def segment(log: str, start: int, threads: int = 1, test_interval: int = 10, test_iter: tuple = (7,)) -> Segment:
+    return Segment(log=log, start=start, threads=threads, test_interval=test_interval, test_initialization=True,
+                   test_iter=test_iter, display=5)
+
+
+def test_a_snapshot_counts_the_test_batches_of_each_segment_with_its_own_test_interval() -> None:
+    first = segment("segment-001.log", 0, test_interval=10)
+    at_30 = snapshot_record(30, first, None, "a")
+    assert at_30.test_batches == (21,)                      # tests at 0, 10 and 20, 7 batches each
+    second = segment("segment-002.log", 30, test_interval=15)
+    at_60 = snapshot_record(60, second, at_30, "b")
+    # tests at 30 and 45 in the second segment; the current solver alone would count 0, 15, 30 and 45: 28
+    assert at_60.test_batches == (35,)
+    assert at_60.trained_by == (Trainer("segment-001.log", 0, 1), Trainer("segment-002.log", 30, 1))
+    assert replayed_batches(60, 1, at_60) == (60, (35,))
+    assert replayed_batches(60, 2, at_60) == (120, (35,))    # iter_size batches per iteration
+    # a segment resumed at max_iter only to run the final test trains none of the snapshot's iterations
+    assert snapshot_record(60, segment("segment-003.log", 60, threads=4), at_60, "b").trained_by == at_60.trained_by
+
+
+def test_weights_trained_with_two_thread_counts_are_not_bit_reproducible() -> None:
+    one = snapshot_record(30, segment("segment-001.log", 0, threads=2), None, "a")
+    assert reproducibility([one]) == {"bit_reproducible": True, "reproducibility_note": None}
+    same = snapshot_record(60, segment("segment-002.log", 30, threads=2), one, "b")
+    assert reproducibility([one, same]) == {"bit_reproducible": True, "reproducibility_note": None}
+    mixed = snapshot_record(60, segment("segment-002.log", 30, threads=1), one, "b")
+    assert mixed.threads == (2, 1)
+    assert reproducibility([one, mixed]) == {"bit_reproducible": False,
+                                             "reproducibility_note": "segments ran with 2 and 1 BLAS threads"}
+    third = snapshot_record(90, segment("segment-003.log", 60, threads=4), mixed, "c")
+    assert reproducibility([third])["reproducibility_note"] == "segments ran with 2, 1 and 4 BLAS threads"
+
+
+def test_the_state_round_trips_and_only_records_that_match_their_solverstate_count(tmp_path: Path) -> None:
+    folder = training_folder.TrainingFolder(tmp_path / "out", "lenet")
+    folder.snapshots.mkdir(parents=True)
+    state = training_folder.TrainingState("f" * 64, {"solver": "s"})
+    run = segment("segment-001.log", 0, threads=2)
+    state.segments.append(run)
+    for iteration in (10, 20):
+        folder.snapshot(iteration).caffemodel.write_bytes(b"weights %d" % iteration)
+        folder.snapshot(iteration).solverstate.write_bytes(b"state %d" % iteration)
+        training_folder.record_snapshot(folder, state, iteration, run, None, hashlib.sha256(b"state %d" % iteration).hexdigest())
+    assert training_folder.read_state(folder) == state
+    assert training_folder.recorded_snapshots(folder, state, {10, 20}) == {10, 20}
+    # a later run recorded a new snapshot at 20 and was killed before it replaced the old one's files: the
+    # record describes no file there, so the snapshot at 20 is made again
+    training_folder.record_snapshot(folder, state, 20, segment("segment-002.log", 10), state.snapshots[10],
+                                    hashlib.sha256(b"state 20, another run").hexdigest())
+    assert training_folder.recorded_snapshots(folder, state, {10, 20}) == {10}
+
+
+def test_the_nets_folder_file_names_are_spelt_in_one_module() -> None:
+    """netgen writes them and train reads them: both must take them from training/nets_folder.py."""
+    import ast
+
+    from caffepipe.training import nets_folder
+
+    names = {nets_folder.SOLVER_FILE, *nets_folder.NET_FILES.values()}
+    package = Path(nets_folder.__file__).parent
+    for module in sorted(package.glob("*.py")):
+        if module.name == "nets_folder.py":
+            continue
+        spelt = {node.value for node in ast.walk(ast.parse(module.read_text()))
+                 if isinstance(node, ast.Constant) and node.value in names}
+        assert not spelt, f"{module.name} spells {sorted(spelt)}; import them from nets_folder.py"
 
 
 def test_database_digest_is_the_records_not_the_files(tmp_path: Path) -> None:
@@ -62,7 +136,6 @@ def test_database_digest_is_the_records_not_the_files(tmp_path: Path) -> None:
     assert training_inputs.database_digest(tmp_path / "a_lmdb", "lmdb") != lmdb_digest
 
 
-
 def test_database_digest_of_a_damaged_database_is_one_error_naming_it(tmp_path: Path) -> None:
     """The digest is taken before the solver is built: it is what keeps a damaged database from reaching Caffe."""
     import plyvel
@@ -77,6 +150,7 @@ def test_database_digest_of_a_damaged_database_is_one_error_naming_it(tmp_path: 
     table.write_bytes(random.Random(0).randbytes(table.stat().st_size))   # no longer a table
     with pytest.raises(CaffepipeError, match=rf"^{path}: damaged leveldb database \(.*`caffepipe build-db`"):
         training_inputs.database_digest(path, "leveldb")
+
 
 def test_caffe_log_to_sends_fd2_to_the_file_and_messages_to_the_terminal(tmp_path: Path, capfd) -> None:
     logger = logging.getLogger("caffepipe.test")

@@ -140,7 +140,8 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/db",),    # info.json: test_iter must cover the whole test set
         outputs=(Output("data/nets/{model}", directory=True),),
         params=("netgen", "train"),
-        code=("training/netgen.py", "training/models.py", "core/caffe_env.py", "data/datum.py", "core/upstream.py"),
+        code=("training/netgen.py", "training/models.py", "training/nets_folder.py", "core/caffe_env.py", "data/datum.py",
+              "core/upstream.py"),
     ),
     Stage(
         name="train",
@@ -148,7 +149,8 @@ STAGES: tuple[Stage, ...] = (
         per_model=True,
         command=(
             "caffepipe train --params params.yaml --model {model} --nets data/nets/{model} --db data/db"
-            " --out data/train/{model} --threads {threads}"
+            " --out data/train/{model} --out-reproducibility reports/train/{model}/reproducibility.json"
+            " --threads {threads}"
         ),
         inputs=("data/nets/{model}", "data/db"),
         outputs=(
@@ -156,10 +158,13 @@ STAGES: tuple[Stage, ...] = (
             Output("data/train/{model}/snapshots.json"),
             Output("data/train/{model}/final.caffemodel"),
             Output("data/train/{model}/caffe.log"),
+            # whether the weights are bit-reproducible (the report says so when not), and the threads of each segment
+            Output("reports/train/{model}/reproducibility.json", metric=True),
         ),
         params=("train",),
-        code=("training/train.py", "training/folder.py", "training/inputs.py", "training/snapshots.py",
-              "training/disk_space.py", "core/progress.py", "core/caffe_env.py", "data/datum.py"),
+        code=("training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
+              "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py", "core/progress.py",
+              "core/caffe_env.py", "data/datum.py"),
         threads="train.threads",
         mem_mb=4000,
         runtime_min=120,
@@ -276,6 +281,7 @@ STAGES: tuple[Stage, ...] = (
             "reports/train/{models}/train.csv",
             "reports/train/{models}/test.csv",
             "reports/train/{models}/metrics.json",
+            "reports/train/{models}/reproducibility.json",
             "reports/eval/{models}/metrics.json",
             "reports/analysis",
             "reports/time/{models}",

@@ -10,7 +10,9 @@ and where each one's numbers come from:
 
 - data: image counts and a sample grid, from the IDX files in --raw and their source.json (`caffepipe fetch`);
 - read benchmark: io.csv, io.png and metrics.json from --bench (`caffepipe bench-io`);
-- training curves: <model>/train.csv and test.csv from --train (`caffepipe parse-log`), drawn here;
+- training curves: <model>/train.csv and test.csv from --train (`caffepipe parse-log`), drawn here, and a
+  warning when a model's weights are not bit-reproducible: <model>/reproducibility.json from --train
+  (`caffepipe train`);
 - model comparison: final test metrics (--eval, `caffepipe evaluate`), training metrics (--train) and timings;
 - error analyses: every figure and table listed in --analysis/summary.json (`caffepipe analyze`);
 - layer timings: --time/<model>/ (`caffepipe time`);
@@ -290,6 +292,22 @@ def training_curves(train: Path, models: list[str]) -> dict[str, Any]:
     }
 
 
+def not_reproducible(train: Path, models: list[str]) -> list[str]:
+    """'<model> (<why>)' for each model whose weights no uninterrupted run reproduces bit for bit: its training
+    resumed with another BLAS thread count (<model>/reproducibility.json, written by `caffepipe train`)."""
+    found = []
+    for model in models:
+        path = train / model / "reproducibility.json"
+        verdict = read_json(path, "train")
+        flag = verdict.get("bit_reproducible") if isinstance(verdict, dict) else None
+        note = verdict.get("reproducibility_note") if isinstance(verdict, dict) else None
+        if not isinstance(flag, bool) or (not flag and not isinstance(note, str)):
+            raise CaffepipeError(f"{path} does not say whether its weights are bit-reproducible; re-run `caffepipe train`")
+        if not flag:
+            found.append(f"{model} ({note})")
+    return found
+
+
 def timing_section(time_dir: Path, models: list[str]) -> dict[str, Any]:
     per_model, totals_rows, throughput_rows = [], [], []
     for model in models:
@@ -465,6 +483,7 @@ def build_context(params: dict[str, Any], params_path: Path, raw: Path, bench: P
         "data": data_section(raw),
         "bench": bench_section(bench),
         "training": training_curves(train, models),
+        "not_reproducible": not_reproducible(train, models),
         "comparison": comparison_table(train, eval_dir, models, timing),
         "analysis": analysis_section(analysis),
         "timing": timing,
@@ -478,7 +497,8 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_params_argument(parser)
     for name, what in (("raw", "the IDX files (fetch)"), ("bench", "read benchmark (bench-io)"),
-                       ("train", "parsed training logs (parse-log)"), ("eval", "evaluation metrics (evaluate)"),
+                       ("train", "parsed training logs (parse-log) and training's reproducibility.json (train)"),
+                       ("eval", "evaluation metrics (evaluate)"),
                        ("analysis", "error analyses (analyze)"), ("time", "layer timings (time)"),
                        ("visualize", "visualisations (visualize)"), ("sobel", "Sobel figure (sobel)")):
         parser.add_argument(f"--{name}", required=True, type=Path, help=f"folder of {what}")

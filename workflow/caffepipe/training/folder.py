@@ -1,22 +1,24 @@
 """One model's training folder (`caffepipe train --out`): where everything lives, and what keeps it consistent
-across interruptions: one trainer at a time, the fingerprint state, archiving instead of deleting, and snapshots
-that reach their final names only whole and on disk. train.py decides what to train; this module keeps its
-folder sound."""
+across interruptions: one trainer at a time, the state (the fingerprint, every segment, a record of every
+snapshot), archiving instead of deleting, and snapshots that reach their final names only whole and on disk.
+train.py decides what to train; this module keeps its folder sound."""
 from __future__ import annotations
 
 import contextlib
 import datetime
 import errno
 import fcntl
+import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from caffepipe.core.atomic import write_text_atomic
 from caffepipe.core.errors import CaffepipeError
+from caffepipe.training.history import Segment, SnapshotRecord, snapshot_record
 from caffepipe.training.snapshots import Snapshot, check_snapshot, find_snapshot_files
 
 log = logging.getLogger(__name__)
@@ -94,21 +96,79 @@ def exclusive_lock(path: Path) -> Iterator[None]:
 
 # ---- keeping the folder consistent ---------------------------------------------------------------------------
 
-def read_state(folder: TrainingFolder) -> dict[str, Any]:
-    """snapshots/fingerprint.json: {"fingerprint", "parts", "completed_at"}; {} if missing or unreadable.
+@dataclass
+class TrainingState:
+    """snapshots/fingerprint.json: what the snapshots beside it were trained from, and how (history.py)."""
+    fingerprint: str
+    parts: dict[str, str]
+    completed_at: int | None = None     # the max_iter the last run reached (its final test logged); None while one runs
+    segments: list[Segment] = field(default_factory=list)                 # every run on this folder, oldest first
+    snapshots: dict[int, SnapshotRecord] = field(default_factory=dict)    # by iteration
 
-    completed_at is the max_iter the last run reached (its final test logged), null while a run is under way.
-    """
+    def to_json(self) -> str:
+        return json.dumps({"fingerprint": self.fingerprint, "parts": self.parts, "completed_at": self.completed_at,
+                           "segments": [segment.to_json() for segment in self.segments],
+                           "snapshots": {str(iteration): record.to_json() for iteration, record in sorted(self.snapshots.items())}},
+                          indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrainingState":
+        completed_at = data.get("completed_at")
+        return cls(fingerprint=str(data["fingerprint"]), parts=dict(data["parts"]),
+                   completed_at=None if completed_at is None else int(completed_at),
+                   segments=[Segment.from_json(entry) for entry in data.get("segments", [])],
+                   snapshots={int(iteration): SnapshotRecord.from_json(entry) for iteration, entry in data.get("snapshots", {}).items()})
+
+
+def read_state(folder: TrainingFolder) -> TrainingState | None:
+    """The folder's state; None if it is missing or unreadable (then its snapshots count as another training's)."""
     try:
-        state = json.loads(folder.fingerprint_file.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return state if isinstance(state, dict) else {}
+        return TrainingState.from_json(json.loads(folder.fingerprint_file.read_text()))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
+        log.warning("%s is unreadable (%s: %s)", folder.fingerprint_file, error.__class__.__name__, error)
+        return None
 
 
-def write_state(folder: TrainingFolder, fingerprint_hash: str, parts: dict[str, str], completed_at: int | None) -> None:
-    write_text_atomic(folder.fingerprint_file, json.dumps(
-        {"fingerprint": fingerprint_hash, "parts": parts, "completed_at": completed_at}, indent=2) + "\n")
+def write_state(folder: TrainingFolder, state: TrainingState) -> None:
+    write_text_atomic(folder.fingerprint_file, state.to_json())
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_snapshot(folder: TrainingFolder, state: TrainingState, iteration: int, segment: Segment,
+                    resumed: SnapshotRecord | None, solverstate_sha256: str) -> None:
+    """Write the record of the snapshot `segment` is about to put in place at `iteration`.
+
+    Before the snapshot's files, not after: a kill between the two then leaves a record whose hash matches no
+    file at that iteration (the snapshot is made again), rather than a snapshot without its record.
+    """
+    state.snapshots[iteration] = snapshot_record(iteration, segment, resumed, solverstate_sha256)
+    write_state(folder, state)
+
+
+def recorded_snapshots(folder: TrainingFolder, state: TrainingState, intact: set[int]) -> set[int]:
+    """The intact snapshots whose record describes their very .solverstate: the ones training may resume from.
+
+    One without (a run killed between writing a record and its snapshot, over an older snapshot at that
+    iteration) is made again from an earlier one.
+    """
+    recorded = set()
+    for iteration in sorted(intact):
+        record = state.snapshots.get(iteration)
+        if record is not None and record.solverstate_sha256 == file_sha256(folder.snapshot(iteration).solverstate):
+            recorded.add(iteration)
+        else:
+            log.warning("the snapshot at iteration %d has no record of how it was trained (a run stopped while "
+                        "writing it?); it is made again", iteration)
+    return recorded
 
 
 def _unique_folder(base: Path) -> Path:
@@ -161,18 +221,22 @@ def _fsync(path: Path) -> None:
         os.close(descriptor)
 
 
-def promote_snapshot(caffe_pb2: Any, folder: TrainingFolder, iteration: int) -> Snapshot:
+def promote_snapshot(caffe_pb2: Any, folder: TrainingFolder, iteration: int, record: Callable[[str], None]) -> Snapshot:
     """Move a snapshot Caffe wrote into staging/ to its place in snapshots/, on disk before it is renamed.
 
     The solverstate names its caffemodel (learned_net); it is rewritten to the final path, relative to the
     working directory as Caffe writes it, so `caffe train --snapshot` run from here finds the weights.
+    `record` is called with the sha256 of that final .solverstate before either file is renamed, so that a
+    snapshot under its final name always has its record (history.py) written already.
     """
     staged = Snapshot.at(folder.staging, folder.prefix, iteration)
     final = folder.snapshot(iteration)
     state = caffe_pb2.SolverState()
     state.ParseFromString(staged.solverstate.read_bytes())
     state.learned_net = os.path.relpath(final.caffemodel)
-    staged.solverstate.write_bytes(state.SerializeToString())
+    solverstate = state.SerializeToString()
+    staged.solverstate.write_bytes(solverstate)
+    record(hashlib.sha256(solverstate).hexdigest())
     for source, target in zip(staged.files, final.files):  # the caffemodel first: a lone one is not a snapshot
         _fsync(source)
         os.replace(source, target)

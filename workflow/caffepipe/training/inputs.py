@@ -10,11 +10,24 @@ from typing import Any
 
 from caffepipe.data.datum import iterate_db
 from caffepipe.core.errors import CaffepipeError
-
-SOLVER_FILE, TRAIN_NET_FILE, TEST_NET_FILE = "solver.prototxt", "train.prototxt", "test.prototxt"
-# Fields of the solver that do not change the weights it trains: left out of the fingerprint.
-SOLVER_FIELDS_NOT_FINGERPRINTED = ("net", "train_net", "test_net", "snapshot", "snapshot_prefix", "snapshot_after_train",
-                                   "snapshot_format", "snapshot_diff", "device_id")
+from caffepipe.training.nets_folder import SOLVER_FILE, TEST_NET_FILE, TRAIN_NET_FILE
+# Fields of the solver that cannot change the weights it trains, left out of the fingerprint so that changing
+# one resumes the snapshots instead of training again. What does change them, and stays in: Caffe's SGD update
+# (sgd_solver.cpp) reads base_lr, lr_policy with gamma, power, stepsize and stepvalue, momentum, weight_decay,
+# regularization_type, clip_gradients, iter_size and the solver type; random_seed sets the fillers; the train
+# net and its database give the gradients. Of the rest:
+SOLVER_FIELDS_NOT_FINGERPRINTED = (
+    # paths: the nets count by content, the databases by their records
+    "net", "train_net", "test_net",
+    # when and where the weights are saved
+    "snapshot", "snapshot_prefix", "snapshot_after_train", "snapshot_format", "snapshot_diff",
+    # what the log shows (Solver::Step only prints with them)
+    "display", "average_loss", "debug_info",
+    # test passes: the test net reads the shared weights in the TEST phase and never writes them, and draws no
+    # random numbers. Each segment records its own (history.py), and a resume replays what they read.
+    "test_interval", "test_iter", "test_initialization", "test_compute_loss",
+    "device_id",
+)
 
 
 @dataclass
@@ -100,7 +113,11 @@ def fingerprint(caffe_pb2: Any, nets: NetFiles, db_digests: dict[str, str]) -> t
     """(hash, its parts): what makes snapshots of this training interchangeable.
 
     The nets count without their database paths (the databases count by content instead); the solver
-    without the fields in SOLVER_FIELDS_NOT_FINGERPRINTED, and without max_iter unless lr_policy is poly.
+    without the fields in SOLVER_FIELDS_NOT_FINGERPRINTED, and without max_iter unless lr_policy is poly (the
+    only policy whose learning rate reads it), so raising max_iter continues a training.
+    The test net and the test database stay in although they cannot change the weights: caffe.log's test
+    passes are measured on them, and resuming across a change would join two test sets into one curve, or,
+    with the training complete, keep the old test set's results.
     """
     parts: dict[str, str] = {}
     for kind, net in (("train_net", nets.train), ("test_net", nets.test)):

@@ -30,12 +30,11 @@ from caffepipe.data.datum import db_path
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.core.upstream import read_json
 from caffepipe.training.models import INPUT_SCALE, INPUT_SHAPE, architecture
+from caffepipe.training.nets_folder import NET_FILES, SOLVER_FILE
 from caffepipe.pipeline.params import add_params_argument, load_params
 
 log = logging.getLogger(__name__)
 
-NET_FILES = {"train": "train.prototxt", "test": "test.prototxt", "deploy": "deploy.prototxt"}
-SOLVER_FILE = "solver.prototxt"
 # Batch of the deploy net's Input layer, as in Caffe's examples/mnist/lenet.prototxt; users reshape it.
 DEPLOY_BATCH = 64
 # Solver settings that are not in params.yaml: Caffe's lenet_solver.prototxt has them the same way.

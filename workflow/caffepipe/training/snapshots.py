@@ -10,11 +10,18 @@ both files parse completely and agree with the net and with each other (check_sn
     {"model": "lenet", "max_iter": 10000, "fingerprint": "<hash of nets, solver and data>",
      "final": "final.caffemodel",
      "snapshots": [{"iteration": 10, "caffemodel": "snapshots/lenet_iter_10.caffemodel",
-                    "solverstate": "snapshots/lenet_iter_10.solverstate"}, ...]}
+                    "solverstate": "snapshots/lenet_iter_10.solverstate"}, ...],
+     "segments": [{"log": "segment-001.log", "from": 0, "threads": 2},
+                  {"log": "segment-002.log", "from": 3000, "threads": 1}],
+     "bit_reproducible": false, "reproducibility_note": "segments ran with 2 and 1 BLAS threads"}
 
 Paths are relative to the folder of snapshots.json; the list is sorted by iteration and its last entry is
 max_iter. It lists the scheduled snapshots only (see scheduled_iterations); the folder may also hold the
 snapshots taken when a run was interrupted, which only serve to resume.
+`segments` are the runs that trained the final weights (their logs are in snapshots/logs/), each with its
+BLAS threads. `bit_reproducible` is false when the listed snapshots were trained with more than one thread
+count: OpenBLAS may split its sums differently for each, so no uninterrupted run gives these weights bit for
+bit; `reproducibility_note` then says why (null otherwise). See history.py.
 """
 from __future__ import annotations
 
@@ -154,7 +161,8 @@ class Manifest:
 
 
 def manifest_dict(model: str, max_iter: int, fingerprint: str, final: Path, snapshots: list[Snapshot],
-                  base: Path) -> dict[str, Any]:
+                  base: Path, history: dict[str, Any]) -> dict[str, Any]:
+    """The manifest; `history` adds segments, bit_reproducible and reproducibility_note (history.py)."""
     def relative(path: Path) -> str:
         return Path(path).resolve().relative_to(base.resolve()).as_posix()
 
@@ -166,11 +174,13 @@ def manifest_dict(model: str, max_iter: int, fingerprint: str, final: Path, snap
         "final": relative(final),
         "snapshots": [{"iteration": s.iteration, "caffemodel": relative(s.caffemodel), "solverstate": relative(s.solverstate)}
                       for s in sorted(snapshots, key=lambda s: s.iteration)],
+        **history,
     }
 
 
-def write_manifest(path: Path, model: str, max_iter: int, fingerprint: str, final: Path, snapshots: list[Snapshot]) -> None:
-    data = manifest_dict(model, max_iter, fingerprint, final, snapshots, path.parent)
+def write_manifest(path: Path, model: str, max_iter: int, fingerprint: str, final: Path, snapshots: list[Snapshot],
+                   history: dict[str, Any]) -> None:
+    data = manifest_dict(model, max_iter, fingerprint, final, snapshots, path.parent, history)
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 

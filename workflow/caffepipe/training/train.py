@@ -1,18 +1,25 @@
 """`caffepipe train`: train one model with the real Caffe, with scheduled snapshots and exact resume.
 
     caffepipe train --params params.yaml --model lenet --nets data/nets/lenet --db data/db \\
-        --out data/train/lenet --threads 2 [--resume | --restart]
+        --out data/train/lenet [--out-reproducibility reports/train/lenet/reproducibility.json] \\
+        --threads 2 [--resume | --restart]
 
 Output folder (--out, e.g. data/train/lenet/):
     snapshots/                 <model>_iter_<N>.caffemodel + .solverstate at every scheduled iteration
                                (each multiple of the solver's `snapshot` interval, each of params
                                train.snapshot_iters, and max_iter), plus any taken when a run was stopped;
                                logs/segment-NNN.log, Caffe's complete log of each run (segment) of this training;
-                               fingerprint.json, what the snapshots were trained from, and whether the last
-                               run reached max_iter.
+                               fingerprint.json, the folder's state: what the snapshots were trained from,
+                               whether the last run reached max_iter, every segment with its BLAS threads
+                               and test settings, and a record of each snapshot (history.py).
                                The orchestrators never delete this folder (DVC: persist), so it survives
                                interruptions; this module decides what in it is still valid.
-    snapshots.json             the manifest of the scheduled snapshots (see caffepipe/training/snapshots.py)
+    snapshots.json             the manifest of the scheduled snapshots, the segments that trained the final
+                               weights and whether they are bit-reproducible (see caffepipe/training/snapshots.py)
+--out-reproducibility (e.g. reports/train/lenet/reproducibility.json), a DVC metric the report reads:
+    {"blas_threads": [2, 1], "bit_reproducible": false, "reproducibility_note": "segments ran with 2 and 1 BLAS threads"}
+    blas_threads: of each segment that trained the final weights, in order; the verdict covers every listed
+    snapshot.
     final.caffemodel           the weights at max_iter, under a stable name
     caffe.log                  every segment's log, in order (what `caffepipe parse-log` reads)
     archive/                   snapshots moved aside, never deleted: archive/<fingerprint>/ when the nets, the
@@ -24,8 +31,8 @@ Why pycaffe's solver, in this process, rather than the `caffe train` binary:
 - Exact resume. A .solverstate holds the weights' iteration and momentum but not the position of the Data
   layers in their databases, so `caffe train --snapshot` reads batches from the start again and ends
   somewhere else than an uninterrupted run. Here, after restoring, the Data layers are stepped forward by
-  the batches the first run had read, and the resumed run is bit-for-bit the uninterrupted one
-  (tests/integration/test_training.py checks it).
+  the batches the earlier segments had read (each snapshot's record counts its test nets' batches), and the
+  resumed run is bit-for-bit the uninterrupted one (tests/integration/test_training.py checks it).
 - Stopping cleanly: SIGINT, SIGTERM and SIGHUP snapshot the current iteration before exiting (the binary
   handles only SIGINT and SIGHUP). A kill -9 or a power cut loses at most the iterations since the last
   snapshot; snapshots are written to snapshots/.staging/ and renamed into place, so a half-written file
@@ -38,21 +45,26 @@ The cost is one Python call per iteration, about a microsecond against ~25 ms fo
 (~1 ms for the MLP) on two cores;
 bench/train_accuracy_and_overhead.py measures the wall time against `caffe train` on the same solver.
 
-What makes snapshots resumable: their fingerprint (training_inputs.fingerprint()), a hash of the train and test nets, the
-solver (except paths, snapshot settings and max_iter, which does not change the trajectory unless
-lr_policy is poly) and the content of the training and test databases. Snapshots of another fingerprint
-are archived and training starts fresh (with --resume that is an error instead). So raising max_iter
-continues from the last snapshot; changing the net, the solver or the data never resumes from an
-incompatible state. When every scheduled snapshot is already there and the last run reached max_iter,
-nothing is trained: the outputs are re-written from the snapshots, in seconds (see plan_training for the
-other cases).
+What makes snapshots resumable: their fingerprint (inputs.fingerprint()), a hash of the train and test
+nets, the solver and the content of the training and test databases. The solver counts without what cannot
+change the weights (inputs.SOLVER_FIELDS_NOT_FINGERPRINTED): paths, the snapshot schedule, display, the
+test schedule (test_interval, test_iter), and max_iter unless lr_policy is poly. Snapshots of another
+fingerprint are archived and training starts fresh (with --resume that is an error instead). So raising
+max_iter, or changing display or test_interval, continues from the last snapshot; changing the net, the
+solver or the data never resumes from an incompatible state. A snapshot is resumed from only when its
+record (history.py) describes its very .solverstate. When every scheduled snapshot is already there and
+the last run reached max_iter, nothing is trained: the outputs are re-written from the snapshots, in seconds
+(see plan_training for the other cases), and caffe.log keeps the display and test lines of the runs that made
+them.
 
 Determinism. Training reads the databases in order (no shuffling, no random transforms), and Caffe's
 random_seed fixes the fillers, so two fresh runs on one machine give identical weights and metrics, and so
 does a run that was stopped and resumed, provided the number of BLAS threads is the same: OpenBLAS splits
 its sums differently for 1 and 2 threads, so 1-thread and 2-thread weights differ in their last bits, a
 difference that training then carries along. To compare runs bit for bit, give them the same --threads
-(Snakemake: the same --cores and rule threads; DVC: params train.threads).
+(Snakemake: the same --cores and rule threads; DVC: params train.threads). A run resumed with another
+count than it started with still resumes (its finished iterations are kept), with a warning, and
+snapshots.json then says bit_reproducible: false, with the thread counts; the report says it too.
 """
 from __future__ import annotations
 
@@ -61,6 +73,7 @@ import contextlib
 import datetime
 import errno
 import faulthandler
+import json
 import logging
 import os
 import shutil
@@ -69,7 +82,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 from caffepipe.core.atomic import atomic_output, write_bytes_atomic, write_text_atomic
 from caffepipe.data.datum import redirect_leveldb_sources
@@ -84,17 +97,18 @@ from caffepipe.training.snapshots import (
 )
 from caffepipe.training.folder import (
     TrainingFolder,
+    TrainingState,
     archive_snapshots,
     exclusive_lock,
     intact_snapshots,
     promote_snapshot,
     read_state,
+    record_snapshot,
+    recorded_snapshots,
     write_state,
 )
+from caffepipe.training.history import Segment, SnapshotRecord, reproducibility
 from caffepipe.training.inputs import (
-    SOLVER_FILE,
-    TEST_NET_FILE,
-    TRAIN_NET_FILE,
     NetFiles,
     check_solver_matches_params,
     check_sources,
@@ -102,6 +116,7 @@ from caffepipe.training.inputs import (
     fingerprint,
     load_nets,
 )
+from caffepipe.training.nets_folder import SOLVER_FILE, TEST_NET_FILE, TRAIN_NET_FILE
 
 log = logging.getLogger(__name__)
 
@@ -138,17 +153,15 @@ def plan_training(scheduled: list[int], intact: set[int], max_iter: int, complet
     return Plan(start=start, max_iter=max_iter)
 
 
-def replayed_batches(start: int, test_interval: int, test_initialization: bool, test_iters: list[int]) -> tuple[int, list[int]]:
-    """Batches each Data layer had read when the snapshot at `start` was taken: (train, [each test net]).
+def replayed_batches(start: int, iter_size: int, resumed: SnapshotRecord) -> tuple[int, tuple[int, ...]]:
+    """Batches each Data layer had read when the snapshot at `start` was taken: (train, (each test net)).
 
-    The train net reads one batch per iteration. The snapshot at iteration k is taken after the test at k,
-    but the resumed solver repeats that test (Caffe tests at the start of an iteration), so the test nets
-    replay only the tests before k.
+    The train net reads iter_size batches per iteration. The test nets' count is the snapshot's record: what
+    the segments that led to it read, each with its own test_interval (history.py). The snapshot at
+    iteration k is taken after the test at k, but the resumed solver repeats that test (Caffe tests at the
+    start of an iteration), so the record counts only the tests before k.
     """
-    if start <= 0:
-        return 0, [0 for _ in test_iters]
-    tests = len(range(0 if test_initialization else test_interval, start, test_interval)) if test_interval else 0
-    return start, [tests * batches for batches in test_iters]
+    return start * iter_size, resumed.test_batches
 
 
 # ---- Caffe's log ---------------------------------------------------------------------------------------------
@@ -216,9 +229,10 @@ class Session:
     """One segment of training: a solver, restored if resuming, run from plan.start to max_iter."""
 
     def __init__(self, caffe_pb2: Any, folder: TrainingFolder, plan: Plan, solver: Any, progress: Any,
-                 snapshot_iterations: set[int]) -> None:
+                 snapshot_iterations: set[int], on_snapshot: Callable[[int, str], None]) -> None:
         self.caffe_pb2, self.folder, self.plan, self.solver, self.progress = caffe_pb2, folder, plan, solver, progress
         self.snapshot_iterations = snapshot_iterations
+        self.on_snapshot = on_snapshot          # (iteration, sha256 of its .solverstate), before it is in place
         net = solver.net  # pycaffe makes a new wrapper (and blob dict) on each access: keep one
         self.loss_blob = net.blobs[net.outputs[0]]
         self.snapshot_bytes = snapshot_bytes(net_param_shapes(net))
@@ -237,7 +251,7 @@ class Session:
     def snapshot(self, iteration: int) -> None:
         self.ensure_room(iteration)   # Caffe aborts on a full disk
         self.solver.snapshot()
-        promote_snapshot(self.caffe_pb2, self.folder, iteration)
+        promote_snapshot(self.caffe_pb2, self.folder, iteration, lambda digest: self.on_snapshot(iteration, digest))
         log_marker(f"snapshot at iteration {iteration}")
         os.fsync(2)  # the log, too, reaches the disk at least as far as each snapshot
 
@@ -273,7 +287,8 @@ class Session:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
         # Solve() ended at max_iter and, its snapshot interval being 0, wrote the max_iter snapshot.
-        promote_snapshot(self.caffe_pb2, self.folder, self.plan.max_iter)
+        promote_snapshot(self.caffe_pb2, self.folder, self.plan.max_iter,
+                         lambda digest: self.on_snapshot(self.plan.max_iter, digest))
         self.progress.update(to=self.plan.max_iter, **({"loss": float(self.loss_blob.data)} if self.iterated else {}))
         return None
 
@@ -311,7 +326,8 @@ def runtime_solver(caffe_pb2: Any, nets: NetFiles, folder: TrainingFolder) -> Pa
     return path
 
 
-def restore(session_solver: Any, caffe_pb2: Any, folder: TrainingFolder, plan: Plan, nets: NetFiles) -> None:
+def restore(session_solver: Any, caffe_pb2: Any, folder: TrainingFolder, plan: Plan, nets: NetFiles,
+            resumed: SnapshotRecord) -> None:
     """Restore the solver from the snapshot at plan.start and replay the batches its Data layers had read."""
     snapshot = folder.snapshot(plan.start)
     state = caffe_pb2.SolverState()
@@ -323,8 +339,7 @@ def restore(session_solver: Any, caffe_pb2: Any, folder: TrainingFolder, plan: P
     restored.unlink()
     if session_solver.iter != plan.start:
         raise CaffepipeError(f"{snapshot.solverstate} restored to iteration {session_solver.iter}, not {plan.start}")
-    train_batches, test_batches = replayed_batches(plan.start, nets.solver.test_interval,
-                                                   nets.solver.test_initialization, list(nets.solver.test_iter))
+    train_batches, test_batches = replayed_batches(plan.start, nets.solver.iter_size, resumed)
     log_marker(f"replaying {train_batches} training and {sum(test_batches)} test batches to restore the data order")
     first = session_solver.net._layer_names[0]
     for _ in range(train_batches):
@@ -335,16 +350,23 @@ def restore(session_solver: Any, caffe_pb2: Any, folder: TrainingFolder, plan: P
             net.forward(end=first)
 
 
-def write_outputs(folder: TrainingFolder, model: str, max_iter: int, fingerprint_hash: str, scheduled: list[int]) -> None:
-    """caffe.log, final.caffemodel and snapshots.json (last: it stands for the whole output)."""
+def write_outputs(folder: TrainingFolder, model: str, max_iter: int, state: TrainingState, scheduled: list[int],
+                  reproducibility_out: Path | None) -> None:
+    """caffe.log, final.caffemodel, reproducibility_out if given, and snapshots.json (last: it stands for the
+    whole output)."""
     with atomic_output(folder.caffe_log) as temporary, open(temporary, "wb") as combined:
         for segment in folder.segment_logs():
             with open(segment, "rb") as part:
                 shutil.copyfileobj(part, combined)
     with atomic_output(folder.final) as temporary:
         shutil.copyfile(folder.snapshot(max_iter).caffemodel, temporary)
-    write_manifest(folder.manifest, model, max_iter, fingerprint_hash, folder.final,
-                   [folder.snapshot(iteration) for iteration in scheduled])
+    final = state.snapshots[max_iter]
+    verdict = reproducibility([state.snapshots[iteration] for iteration in scheduled])
+    if reproducibility_out is not None:
+        write_text_atomic(reproducibility_out, json.dumps({"blas_threads": list(final.threads), **verdict}, indent=2) + "\n")
+    write_manifest(folder.manifest, model, max_iter, state.fingerprint, folder.final,
+                   [folder.snapshot(iteration) for iteration in scheduled],
+                   {"segments": [trainer.to_json() for trainer in final.trained_by], **verdict})
 
 
 @dataclass(frozen=True)
@@ -357,6 +379,7 @@ class TrainingRequest:
     threads: int
     resume: bool = False        # fail if there is nothing to resume
     restart: bool = False       # archive the snapshots and start from scratch
+    reproducibility_out: Path | None = None     # where to write the bit-reproducibility verdict too
 
 
 def train(request: TrainingRequest) -> int:
@@ -382,8 +405,7 @@ def train(request: TrainingRequest) -> int:
     with exclusive_lock(folder.lock):
         log.info("fingerprinting the nets, the solver and the databases")
         digests = {source.name: database_digest(source, backend) for source, backend in sources}
-        fingerprint_hash, parts = fingerprint(caffe_pb2, nets, digests)
-        completed_at = adopt_snapshots(folder, fingerprint_hash, parts, request)
+        state = adopt_snapshots(folder, *fingerprint(caffe_pb2, nets, digests), request)
         if folder.staging.exists():
             shutil.rmtree(folder.staging)  # what a killed run was writing: never a complete snapshot
         folder.staging.mkdir()
@@ -396,7 +418,8 @@ def train(request: TrainingRequest) -> int:
                 log.info("Caffe logs to %s (if it stops with 'Aborted', the reason is at its end)", segment_log)
                 solver = caffe.get_solver(str(solver_path))
                 intact = intact_snapshots(caffe_pb2, folder, net_param_shapes(solver.net), max_iter)
-                plan = plan_training(scheduled, intact, max_iter, completed=completed_at == max_iter)
+                plan = plan_training(scheduled, recorded_snapshots(folder, state, intact), max_iter,
+                                     completed=state.completed_at == max_iter)
                 if plan is not None and request.resume and not plan.resumes:
                     raise CaffepipeError(f"no snapshot in {folder.snapshots} to resume from; run without --resume to start")
             except BaseException:
@@ -405,30 +428,29 @@ def train(request: TrainingRequest) -> int:
             if plan is None:
                 segment_log.unlink()  # nothing to train: no segment
             else:
-                write_state(folder, fingerprint_hash, parts, completed_at=None)
-                stopped = _train_segment(caffe_pb2, folder, plan, nets, solver, scheduled, request, terminal, Progress)
-                if stopped is None:
-                    write_state(folder, fingerprint_hash, parts, completed_at=max_iter)
+                segment = Segment.of(segment_log.name, plan.start, request.threads, nets.solver)
+                stopped = _train_segment(caffe_pb2, folder, state, segment, plan, nets, solver, scheduled, terminal, Progress)
         if stopped is not None:
             log.warning("stopped by signal %d; the snapshots are kept: run the same command again to resume", stopped)
             return 128 + stopped
         if plan is None:
             log.info("all %d scheduled snapshots of %s are there (fingerprint %s): nothing to train",
-                     len(scheduled), request.model, fingerprint_hash[:12])
+                     len(scheduled), request.model, state.fingerprint[:12])
+            warn_of_settings_not_applied(state.segments, nets.solver)
         # Every scheduled snapshot now exists: those up to plan.start were there, the segment made the rest.
         shutil.rmtree(folder.staging)
-        write_outputs(folder, request.model, max_iter, fingerprint_hash, scheduled)
+        write_outputs(folder, request.model, max_iter, state, scheduled, request.reproducibility_out)
         log.info("wrote %s, %s, %s", folder.manifest, folder.final, folder.caffe_log)
     return 0
 
 
-def adopt_snapshots(folder: TrainingFolder, fingerprint_hash: str, parts: dict[str, str], request: TrainingRequest) -> int | None:
+def adopt_snapshots(folder: TrainingFolder, fingerprint_hash: str, parts: dict[str, str], request: TrainingRequest) -> TrainingState:
     """Keep the snapshots folder if it holds this fingerprint's training, else archive it (--resume: fail).
 
-    Returns the max_iter the kept training last completed (None: not completed, or a fresh folder).
+    Returns the folder's state: the kept one, or a fresh one for this fingerprint.
     """
     state = read_state(folder)
-    recorded = state.get("fingerprint")
+    recorded = state.fingerprint if state else None
     has_snapshots = bool(find_snapshot_files(folder.snapshots, folder.prefix)) or bool(folder.segment_logs())
     if request.restart or (has_snapshots and recorded != fingerprint_hash):
         if request.resume:
@@ -439,30 +461,70 @@ def adopt_snapshots(folder: TrainingFolder, fingerprint_hash: str, parts: dict[s
         if moved:
             log.warning("archived the earlier snapshots to %s (%s)", moved,
                         "--restart" if request.restart else "the nets, solver or data changed")
-        state = {}
+        state = None
     folder.snapshots.mkdir(parents=True, exist_ok=True)
-    completed_at = state.get("completed_at")
-    write_state(folder, fingerprint_hash, parts, completed_at)
-    return completed_at
+    if state is None or state.fingerprint != fingerprint_hash:
+        state = TrainingState(fingerprint_hash, parts)
+        write_state(folder, state)
+    return state
 
 
-def _train_segment(caffe_pb2: Any, folder: TrainingFolder, plan: Plan, nets: NetFiles, solver: Any,
-                   scheduled: list[int], request: TrainingRequest, terminal: TextIO, progress_type: Any) -> int | None:
-    if plan.resumes:
-        log_marker(f"segment resumes {request.model} from iteration {plan.start} "
-                   f"({folder.snapshot(plan.start).solverstate.name}), {request.threads} BLAS threads")
-        log.info("resuming %s from iteration %d of %d", request.model, plan.start, plan.max_iter)
-        restore(solver, caffe_pb2, folder, plan, nets)
+def warn_of_mixed_threads(model: str, start: int, resumed: SnapshotRecord, threads: int) -> None:
+    """Resuming with another BLAS thread count is allowed, but its result is no longer bit-reproducible: say so."""
+    earlier = [count for count in dict.fromkeys(resumed.threads) if count != threads]
+    if earlier:
+        message = (f"resuming {model} at iteration {start} with {threads} BLAS threads, but it was trained with "
+                   f"{' and '.join(map(str, earlier))} so far: the weights will differ in their last bits from those of a "
+                   f"run with one thread count (snapshots.json will say bit_reproducible: false); --threads "
+                   f"{resumed.threads[-1]} continues as before, --restart trains again from scratch")
+        log.warning(message)
+        log_marker(message)
+
+
+def warn_of_settings_not_applied(segments: list[Segment], solver: Any) -> None:
+    """With nothing to train, a changed display or test schedule re-runs nothing (they cannot change the
+    weights): say that caffe.log still shows the settings the training ran with."""
+    if not segments:
+        return
+    last = segments[-1]
+    changed = [name for name in ("display", "test_interval", "test_initialization")
+               if getattr(last, name) != getattr(solver, name)]
+    if last.test_iter != tuple(solver.test_iter):
+        changed.append("test_iter")
+    if changed:
+        log.warning("%s changed since the training ran; they cannot change the weights, so nothing is trained again "
+                    "and caffe.log keeps the lines and test passes of the runs that made them (--restart trains again "
+                    "with the new settings)", ", ".join(changed))
+
+
+def _train_segment(caffe_pb2: Any, folder: TrainingFolder, state: TrainingState, segment: Segment, plan: Plan,
+                   nets: NetFiles, solver: Any, scheduled: list[int], terminal: TextIO, progress_type: Any) -> int | None:
+    """Run one segment: record it in the folder's state, restore and replay if it resumes, and train to
+    max_iter, recording every snapshot it takes. Returns the signal that stopped it, if one did."""
+    model = folder.prefix
+    state.segments.append(segment)
+    state.completed_at = None
+    write_state(folder, state)
+    resumed = state.snapshots[plan.start] if plan.resumes else None
+    if resumed is not None:
+        log_marker(f"segment resumes {model} from iteration {plan.start} "
+                   f"({folder.snapshot(plan.start).solverstate.name}), {segment.threads} BLAS threads")
+        log.info("resuming %s from iteration %d of %d", model, plan.start, plan.max_iter)
+        warn_of_mixed_threads(model, plan.start, resumed, segment.threads)
+        restore(solver, caffe_pb2, folder, plan, nets, resumed)
     else:
-        log_marker(f"segment starts {request.model} from scratch, {request.threads} BLAS threads")
-        log.info("training %s from scratch to iteration %d", request.model, plan.max_iter)
-    with progress_type(total=plan.max_iter, initial=plan.start, desc=f"train {request.model}", unit="it",
+        log_marker(f"segment starts {model} from scratch, {segment.threads} BLAS threads")
+        log.info("training %s from scratch to iteration %d", model, plan.max_iter)
+    with progress_type(total=plan.max_iter, initial=plan.start, desc=f"train {model}", unit="it",
                        stream=terminal) as progress:
-        session = Session(caffe_pb2, folder, plan, solver, progress, set(scheduled) - {plan.max_iter})
+        session = Session(caffe_pb2, folder, plan, solver, progress, set(scheduled) - {plan.max_iter},
+                          on_snapshot=lambda iteration, digest: record_snapshot(folder, state, iteration, segment, resumed, digest))
         stop = session.run()
     if stop is not None:
         log_marker(f"stopped by signal {stop.signum} at iteration {stop.iteration}")
         return stop.signum
+    state.completed_at = plan.max_iter
+    write_state(folder, state)
     log_marker(f"segment done at iteration {plan.max_iter}")
     return None
 
@@ -476,6 +538,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--db", required=True, type=Path, help="the databases folder the nets read (data/db)")
     parser.add_argument("--out", required=True, type=Path, help="the training folder (data/train/<model>)")
     parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: params train.threads)")
+    parser.add_argument("--out-reproducibility", type=Path, default=None,
+                        help="also write here whether the weights are bit-reproducible, and the BLAS threads of each "
+                             "segment that trained them (reports/train/<model>/reproducibility.json, a DVC metric the "
+                             "report reads)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue from the newest valid snapshot, and fail if there is none (without it, "
@@ -488,7 +554,8 @@ def main(argv: list[str]) -> int:
     if threads < 1:
         raise CaffepipeError(f"--threads must be at least 1, not {threads}")
     request = TrainingRequest(model=args.model, nets=args.nets, db=args.db, out=args.out,
-                              train_params=params["train"], threads=threads, resume=args.resume, restart=args.restart)
+                              train_params=params["train"], threads=threads, resume=args.resume, restart=args.restart,
+                              reproducibility_out=args.out_reproducibility)
     try:
         return train(request)
     except OSError as error:
