@@ -50,6 +50,7 @@ from caffepipe.training.models import INPUT_SCALE
 from caffepipe.pipeline.params import add_params_argument, load_params
 from caffepipe.core.progress import Progress
 from caffepipe.training.net_files import open_net
+from caffepipe.training.nets_folder import DEPLOY_NET_FILE
 from caffepipe.training.snapshots import Manifest, check_caffemodel, net_param_shapes, read_manifest
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def evaluate(params: dict[str, Any], model: str, nets: Path, snapshots_path: Pat
 
     backend = params["netgen"]["backend"]
     batch_size = int(params["evaluate"]["batch_size"])
-    deploy = nets / "deploy.prototxt"
+    deploy = nets / DEPLOY_NET_FILE
     if not deploy.is_file():
         raise CaffepipeError(f"{deploy}: no deploy net; run `caffepipe netgen --model {model}` first")
     manifest = load_manifest(snapshots_path, model)

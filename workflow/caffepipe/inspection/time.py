@@ -49,6 +49,7 @@ from caffepipe.data.datum import check_data_layer_databases, redirect_leveldb_so
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.pipeline.params import add_params_argument, load_params
 from caffepipe.training.net_files import open_net, read_net
+from caffepipe.training.nets_folder import DEPLOY_NET_FILE, TRAIN_NET_FILE
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def net_reading_copies(caffe: Any, net_path: Path, work: Path) -> Path:
 
 def run_time_stage(params: dict, model: str, nets: Path, weights: Path, out: Path, threads: int) -> CaffeTime:
     section = params["time"]
-    train_net, deploy_net = nets / "train.prototxt", nets / "deploy.prototxt"
+    train_net, deploy_net = nets / TRAIN_NET_FILE, nets / DEPLOY_NET_FILE
     for path, stage in ((train_net, "netgen"), (deploy_net, "netgen"), (weights, "train")):
         if not path.is_file():
             raise CaffepipeError(f"{path} not found; it is made by `caffepipe {stage}`")

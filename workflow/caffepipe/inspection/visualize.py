@@ -35,6 +35,7 @@ from caffepipe.core.atomic import atomic_output
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.training.models import INPUT_SCALE
 from caffepipe.training.net_files import open_net
+from caffepipe.training.nets_folder import DEPLOY_NET_FILE
 from caffepipe.pipeline.params import add_params_argument, load_params
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def read_test_digits(db_dir: Path, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_deploy_net(caffe, nets: Path, weights: Path):
-    deploy = nets / "deploy.prototxt"
+    deploy = nets / DEPLOY_NET_FILE
     for path, stage in ((deploy, "netgen"), (weights, "train")):
         if not path.is_file():
             raise CaffepipeError(f"{path} not found; it is made by `caffepipe {stage}`")

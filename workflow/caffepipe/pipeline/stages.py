@@ -140,8 +140,8 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/db",),    # info.json: test_iter must cover the whole test set
         outputs=(Output("data/nets/{model}", directory=True),),
         params=("netgen", "train"),
-        code=("training/netgen.py", "training/models.py", "training/nets_folder.py", "core/caffe_env.py", "data/datum.py",
-              "core/upstream.py"),
+        code=("training/netgen.py", "training/models.py", "training/nets_folder.py", "core/caffe_env.py",
+              "data/datum.py", "core/upstream.py"),
     ),
     Stage(
         name="train",
@@ -202,8 +202,8 @@ STAGES: tuple[Stage, ...] = (
         ),
         params=("evaluate", "netgen.backend"),
         code=("evaluation/evaluate.py", "evaluation/eval_files.py", "evaluation/error_stats.py",
-              "training/models.py", "training/net_files.py", "training/snapshots.py", "data/datum.py",
-              "core/caffe_env.py", "core/progress.py"),
+              "training/models.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
+              "data/datum.py", "core/caffe_env.py", "core/progress.py"),
         threads="evaluate.threads",
         mem_mb=4000,
         runtime_min=30,
@@ -237,8 +237,8 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel"),
         outputs=(Output("reports/time/{model}", directory=True),),
         params=("time",),
-        code=("inspection/time.py", "training/net_files.py", "training/snapshots.py", "core/caffe_env.py",
-              "data/datum.py", "core/figures.py"),
+        code=("inspection/time.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
+              "core/caffe_env.py", "data/datum.py", "core/figures.py"),
         threads="time.threads",
     ),
     Stage(
@@ -252,8 +252,8 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel", "data/db"),
         outputs=(Output("reports/visualize/{model}", directory=True),),
         params=("visualize",),
-        code=("inspection/visualize.py", "training/models.py", "training/net_files.py", "training/snapshots.py",
-              "core/caffe_env.py", "data/datum.py", "core/figures.py"),
+        code=("inspection/visualize.py", "training/models.py", "training/net_files.py", "training/nets_folder.py",
+              "training/snapshots.py", "core/caffe_env.py", "data/datum.py", "core/figures.py"),
     ),
     Stage(
         name="sobel",
@@ -263,7 +263,8 @@ STAGES: tuple[Stage, ...] = (
         outputs=(Output("reports/sobel", directory=True),),
         params=("visualize",),
         code=("inspection/sobel.py", "inspection/visualize.py", "training/models.py", "training/net_files.py",
-              "training/snapshots.py", "core/caffe_env.py", "data/datum.py", "core/figures.py"),
+              "training/nets_folder.py", "training/snapshots.py", "core/caffe_env.py", "data/datum.py",
+              "core/figures.py"),
     ),
     Stage(
         name="report",
