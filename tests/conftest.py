@@ -110,3 +110,23 @@ def tiny_repo(tmp_path: Path, mnist_raw: Path) -> Path:
     params = tiny_params(fetch={"sources": ["local"], "local_dir": str(mnist_raw)})
     write_params(repo / "params.yaml", params)
     return repo
+
+
+# Orchestrators and git run as a user would: `caffepipe`, `dvc` and `snakemake` on PATH, as in an activated venv.
+ORCHESTRATOR_ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t",
+                    "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def run_command(command: list[str], cwd: Path, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a tool in a test's copy of the repository; on failure, show the end of what it printed."""
+    result = subprocess.run(command, cwd=cwd, env=ORCHESTRATOR_ENV, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def git_repository(folder: Path) -> Path:
+    """Make `folder` a git repository with one commit (DVC needs one)."""
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "tiny pipeline"]):
+        run_command(command, folder)
+    return folder

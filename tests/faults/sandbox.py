@@ -11,12 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.conftest import BIN, REPO, tiny_params, write_params
-
-# The orchestrators find `caffepipe` (and each other) on PATH, as in an activated venv.
-ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
+from tests.conftest import REPO, tiny_params, write_params
 
 def copy_repository(target: Path, **param_sections: dict) -> Path:
     """The repository's tracked and untracked-not-ignored files in `target`, with tiny params (plus overrides)."""
@@ -29,21 +24,6 @@ def copy_repository(target: Path, **param_sections: dict) -> Path:
             shutil.copy2(source, target / name)
     write_params(target / "params.yaml", tiny_params(**param_sections))
     return target
-
-
-def run(command: list[str], cwd: Path, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def git_repository(folder: Path) -> Path:
-    """Make `folder` a git repository with one commit (DVC needs one)."""
-    run(["git", "init", "-q", "-b", "main"], folder)
-    run(["git", "add", "-A"], folder)
-    run(["git", "commit", "-qm", "tiny pipeline"], folder)
-    return folder
 
 
 def tree_digest(path: Path) -> str:

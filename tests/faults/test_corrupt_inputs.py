@@ -23,7 +23,9 @@ import pytest
 
 from caffepipe.pipeline.stages import STAGES, stage
 from tests.conftest import CAFFEPIPE
-from tests.faults.sandbox import ENV, copy_repository, run, temporary_siblings, tree_digest
+from tests.conftest import ORCHESTRATOR_ENV as ENV
+from tests.conftest import run_command as run
+from tests.faults.sandbox import copy_repository, temporary_siblings, tree_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

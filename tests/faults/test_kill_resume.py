@@ -26,7 +26,10 @@ from typing import Callable
 
 import pytest
 
-from tests.faults.sandbox import ENV, copy_repository, git_repository, processes_inside, run
+from tests.conftest import ORCHESTRATOR_ENV as ENV
+from tests.conftest import git_repository
+from tests.conftest import run_command as run
+from tests.faults.sandbox import copy_repository, processes_inside
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 

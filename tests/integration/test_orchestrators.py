@@ -16,28 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import BIN, write_params
+from tests.conftest import ORCHESTRATOR_ENV as ENV
+from tests.conftest import write_params
+from tests.conftest import git_repository as git_repo
+from tests.conftest import run_command as run
 from tests.report_browser import check_page
 
 pytestmark = pytest.mark.integration
-
-ENV = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-
-
-def run(command: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-def git_repo(repo: Path) -> Path:
-    run(["git", "init", "-q", "-b", "main"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny pipeline"], repo)
-    return repo
-
 
 def dvc_stages_run(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))

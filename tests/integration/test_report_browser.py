@@ -2,7 +2,6 @@
 load and the console must show no error. tests/report_browser.py drives Chromium through Playwright."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 from PIL import Image
 
 from caffepipe.core import caffe_env
-from tests.conftest import BIN, REPO, run_caffepipe
+from tests.conftest import REPO, run_caffepipe
 from tests.report_browser import check_page
 from tests.stage_outputs import MODEL_KINDS, stage_workdir, upstream_reports
 

@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from caffepipe.data.bench_io import (decode_agreement, disk_usage, draw_figure, evict_from_page_cache, headline_metrics,

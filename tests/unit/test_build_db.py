@@ -3,7 +3,6 @@ import json
 import numpy as np
 import pytest
 
-from caffepipe.data import build_db
 from caffepipe.data.build_db import build_databases, lmdb_map_size
 from caffepipe.data.datum import db_path, read_db
 from caffepipe.core.errors import CaffepipeError
