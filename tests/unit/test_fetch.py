@@ -233,8 +233,9 @@ def test_a_damaged_or_truncated_tarball_is_the_package_source_failing(tmp_path) 
 
 @pytest.fixture
 def quiet_npm(monkeypatch) -> None:
-    if shutil.which("npm") is None:
-        pytest.skip("npm is not installed (envs/setup.sh installs it)")
+    # npm is part of the set-up (envs/setup.sh installs it: fetch's package source needs it), so its absence
+    # is a failure here, not a reason to skip.
+    assert shutil.which("npm"), "npm is not installed; run envs/setup.sh"
     monkeypatch.setenv("npm_config_update_notifier", "false")
     monkeypatch.setenv("npm_config_offline", "true")      # a local tarball needs nothing else
 
