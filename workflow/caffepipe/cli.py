@@ -27,6 +27,7 @@ COMMANDS = {
     "time": "inspection.time",
     "visualize": "inspection.visualize",
     "sobel": "inspection.sobel",
+    "predict": "inference.predict",
     "report": "report.report",
     "doctor": "core.doctor",
     "check-params": "pipeline.params",

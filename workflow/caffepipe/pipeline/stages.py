@@ -267,6 +267,25 @@ STAGES: tuple[Stage, ...] = (
               "core/figures.py"),
     ),
     Stage(
+        name="predict",
+        summary="label a few exported image files with a trained model, as `caffepipe predict` reads a user's files",
+        per_model=True,
+        command=(
+            "caffepipe predict --params params.yaml --nets data/nets/{model}"
+            " --weights data/train/{model}/final.caffemodel --source data/raw/source.json"
+            " --exported data/images --out reports/predict/{model}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel", "data/raw", "data/images"),
+        outputs=(
+            Output("reports/predict/{model}/predictions.csv"),
+            Output("reports/predict/{model}/predictions.json"),
+            Output("reports/predict/{model}/metrics.json", metric=True),
+        ),
+        params=("predict",),
+        code=("inference/predict.py", "inference/images.py", "data/class_names.py", "core/caffe_env.py",
+              "core/upstream.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py"),
+    ),
+    Stage(
         name="report",
         summary="render the self-contained HTML report of the whole run",
         command=(

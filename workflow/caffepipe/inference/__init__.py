@@ -1,0 +1,1 @@
+"""Using a trained model: `caffepipe predict` labels people's own image files."""
