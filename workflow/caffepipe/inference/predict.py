@@ -366,7 +366,7 @@ def predict(args: argparse.Namespace) -> list[Prediction]:
              "input_scale": transform.scale, "input_mean": transform.mean, "transform_from": transform.source,
              "invert": chosen["invert"], "fit": chosen["fit"]}
     write_outputs(args.out, predictions, names, chosen["top_k"], model, problems)
-    log.info("%d images classified, %d skipped; wrote %s", len(predictions), len(problems), args.out)
+    log.info("%d images classified, %d inputs unreadable; wrote %s", len(predictions), len(problems), args.out)
     return predictions
 
 
