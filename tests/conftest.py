@@ -28,6 +28,8 @@ TINY = {
     "analyze": {"gallery_max": 8, "forgotten_max": 8},
     "time": {"iterations": 2, "throughput_batch_sizes": [1, 8], "threads": 1},
     "visualize": {"sample_count": 1},
+    "finetune": {"sizes": [20, 50], "max_iter": 20, "test_interval": 10, "display": 5, "snapshot_interval": 10,
+                 "snapshot_iters": [], "batch_size": 16, "test_batch_size": 50, "threads": 1},
 }
 
 
@@ -107,7 +109,9 @@ def tiny_repo(tmp_path: Path, mnist_raw: Path) -> Path:
             target = repo / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    params = tiny_params(fetch={"sources": ["local"], "local_dir": str(mnist_raw)})
+    # MNIST (the source task) from the local folder; Fashion-MNIST (the fine-tuning target) is not there, so
+    # fetch_target falls through to Debian's package
+    params = tiny_params(fetch={"sources": ["local", "package"], "local_dir": str(mnist_raw)})
     write_params(repo / "params.yaml", params)
     return repo
 

@@ -98,9 +98,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
-    """raw/, bench/, train/, eval/ and analysis/ under root, as fetch, bench-io, parse-log, train (its
-    reproducibility.json, every model bit-reproducible), evaluate and analyze write them; returns the folders
-    by name."""
+    """raw/, bench/, train/, eval/, analysis/ and finetune/ under root, as fetch, bench-io, parse-log, train
+    (its reproducibility.json, every model bit-reproducible), evaluate, analyze and finetune write them;
+    returns the folders by name."""
     raw = root / "raw"
     raw.mkdir(parents=True)
     for prefix, count, seed in (("train", 120, 1), ("t10k", 40, 2)):
@@ -147,7 +147,18 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
         ],
     }
     _write(analysis / "summary.json", json.dumps(summary))
-    return {"raw": raw, "bench": bench, "train": train, "eval": eval_dir, "analysis": analysis}
+
+    finetune = root / "finetune"
+    modes, sizes = ("last_layer", "full", "scratch"), (20, 50)
+    _write(finetune / "runs.csv", "mode,size,iterations,accuracy,loss,seconds\n" + "".join(
+        f"{mode},{size},20,{0.5 + 0.1 * m + size / 500:.3f},{1.2 - 0.1 * m:.3f},{0.5 + m:.2f}\n"
+        for size in sizes for m, mode in enumerate(modes)))
+    _write(finetune / "curves.csv", "mode,iteration,accuracy,loss\n" + "".join(
+        f"{mode},{i},{0.1 + 0.02 * i + 0.05 * m:.3f},{2.3 - 0.05 * i:.3f}\n" for m, mode in enumerate(modes) for i in (0, 10, 20)))
+    _write(finetune / "weight_change.csv", "mode,size,layer,relative_change\n" + "".join(
+        f"{mode},{size},{layer},{0.0 if mode == 'last_layer' else 0.01 * (m + 1)}\n"
+        for size in sizes for m, mode in enumerate(modes) for layer in ("conv1", "ip1")))
+    return {"raw": raw, "bench": bench, "train": train, "eval": eval_dir, "analysis": analysis, "finetune": finetune}
 
 
 def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
@@ -183,6 +194,6 @@ def report_inputs(root: Path) -> dict[str, Path]:
 def report_argv(inputs: dict[str, Path]) -> list[str]:
     """`caffepipe report`'s arguments for the folders of report_inputs."""
     argv = ["--params", str(inputs["params"]), "--out", str(inputs["out"])]
-    for name in ("raw", "bench", "train", "eval", "analysis", "time", "visualize", "sobel"):
+    for name in ("raw", "bench", "train", "eval", "analysis", "time", "visualize", "sobel", "finetune"):
         argv += [f"--{name}", str(inputs[name])]
     return argv

@@ -99,6 +99,10 @@ FAULTS = (
     Fault("fetch", garbage, LOCAL_IDX, names="train-images-idx3-ubyte"),
     Fault("build_db", truncated, IDX),
     Fault("build_db", garbage, LABELS),
+    Fault("fetch_target", garbage_text, "params.yaml"),
+    Fault("build_db_target", truncated, "data/target/raw/train-images-idx3-ubyte"),
+    Fault("finetune", truncated, "data/train/{model}/final.caffemodel"),
+    Fault("finetune", truncated, "data/target/db/test_lmdb/data.mdb", names="data/target/db/test_lmdb"),
     Fault("export_images", truncated, IDX),
     Fault("bench_io", truncated, IDX),
     Fault("bench_io", garbage, "data/db/train_lmdb/data.mdb", names="data/db/train_lmdb"),
@@ -141,7 +145,8 @@ def test_every_stage_has_a_fault() -> None:
 def pipeline(tmp_path_factory: pytest.TempPathFactory, mnist_raw: Path) -> Path:
     """The whole pipeline run once by Snakemake on tiny params and one model: every stage's inputs, intact."""
     repo = copy_repository(tmp_path_factory.mktemp("faults") / "repo",
-                           fetch={"sources": ["local"], "local_dir": "local"}, netgen={"models": [MODEL]})
+                           fetch={"sources": ["local", "package"], "local_dir": "local"}, netgen={"models": [MODEL]},
+                           finetune={"source_model": MODEL})
     shutil.copytree(mnist_raw, repo / "local")
     run(["snakemake", "--cores", "2"], repo)
     return repo
@@ -185,7 +190,7 @@ def test_a_damaged_input_is_one_clear_line_and_no_partial_output(fault: Fault, p
     assert result.returncode == 2, f"exit {result.returncode}:\n{result.stderr[-3000:]}"
     assert line is not None, f"the last line of stderr is not the one-line error:\n{result.stderr[-3000:]}"
     assert fault.named in line or str(root / fault.named) in line, f"{line!r} does not name {fault.named}"
-    if fault.stage != "fetch":      # fetch's inputs are the user's sources, which no stage makes
+    if cli_name != "fetch":      # fetch's inputs are the user's sources and params, which no stage makes
         assert re.search(r"`caffepipe [a-z-]+", line), f"{line!r} does not say which stage makes {fault.named}"
     for output in outputs:
         assert tree_digest(output) == before[output], f"{output} changed"

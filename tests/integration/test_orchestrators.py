@@ -54,6 +54,10 @@ def test_snakemake_runs_everything_then_nothing_then_only_what_a_param_touches(t
     assert len(page.images) >= 15
     for model in ("lenet", "mlp"):
         assert json.loads((tiny_repo / f"reports/train/{model}/metrics.json").read_text())
+    finetune = json.loads((tiny_repo / "reports/finetune/metrics.json").read_text())
+    assert {mode: sorted(sizes) for mode, sizes in finetune.items()} == {
+        mode: ["20", "50"] for mode in ("last_layer", "full", "scratch")}
+    assert json.loads((tiny_repo / "data/target/raw/source.json").read_text())["dataset"] == "fashion-mnist"
     assert snakemake_jobs_planned(tiny_repo) == set(), "a second run must find nothing to do"
 
     set_param(tiny_repo, "analyze", "gallery_max", 4)
@@ -63,7 +67,8 @@ def test_snakemake_runs_everything_then_nothing_then_only_what_a_param_touches(t
 def test_dvc_repro_status_diffs_experiments_and_remote(tiny_repo: Path, tmp_path: Path) -> None:
     repo = git_repo(tiny_repo)
     first = run(["dvc", "repro"], repo)
-    assert {"fetch", "train@lenet", "train@mlp", "report"} <= dvc_stages_run(first.stdout)
+    assert {"fetch", "train@lenet", "train@mlp", "fetch_target", "build_db_target", "finetune",
+            "report"} <= dvc_stages_run(first.stdout)
     assert "up to date" in run(["dvc", "status"], repo).stdout.lower()
     again = run(["dvc", "repro"], repo)
     assert dvc_stages_run(again.stdout) == set(), again.stdout

@@ -18,7 +18,7 @@ from tests.stage_outputs import report_argv, report_inputs
 
 pytestmark = pytest.mark.integration
 
-SECTIONS = ("data", "bench", "training", "comparison", "analysis", "timing", "visualizations", "run")
+SECTIONS = ("data", "bench", "training", "comparison", "analysis", "timing", "visualizations", "finetune", "run")
 
 
 class PageParser(HTMLParser):
@@ -52,8 +52,9 @@ def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path
     page = PageParser()
     page.feed(html)
     assert set(SECTIONS) <= set(page.ids)
-    # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, 2 filter figures, Sobel
-    assert len(page.images) == 10
+    # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, 2 filter figures, Sobel,
+    # fine-tuning
+    assert len(page.images) == 11
     for image in page.images:
         assert image["src"].startswith("data:image/png;base64,")
         assert image["alt"]

@@ -68,14 +68,14 @@ def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_pat
     run_caffepipe("report", "--params", "params.yaml", "--raw", str(upstream["raw"]), "--bench", str(upstream["bench"]),
                   "--train", str(upstream["train"]), "--eval", str(upstream["eval"]), "--analysis", str(upstream["analysis"]),
                   "--time", "reports/time", "--visualize", "reports/visualize", "--sobel", "reports/sobel",
-                  "--out", "reports/index.html", cwd=work)
+                  "--finetune", str(upstream["finetune"]), "--out", "reports/index.html", cwd=work)
 
     screenshot = tmp_path / "screenshot.png"
     result = check_page(work / "reports/index.html", screenshot=screenshot)
     assert result.ok, result.describe()
     # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, Sobel,
-    # lenet: filters + conv1 pool1 conv2 pool2, mlp: filters + ip1 ip2
-    assert len(result.images) == 8 + 5 + 3
+    # lenet: filters + conv1 pool1 conv2 pool2, mlp: filters + ip1 ip2, fine-tuning
+    assert len(result.images) == 8 + 5 + 3 + 1
     assert result.title == "caffepipe report"
     with Image.open(screenshot) as shot:
         assert shot.size == (1280, result.page_height) and result.page_height > 4000

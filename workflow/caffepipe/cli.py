@@ -22,6 +22,7 @@ COMMANDS = {
     "netgen": "training.netgen",
     "train": "training.train",
     "parse-log": "training.parse_log",
+    "finetune": "training.finetune",
     "evaluate": "evaluation.evaluate",
     "analyze": "evaluation.analyze",
     "time": "inspection.time",

@@ -1,6 +1,10 @@
 """`caffepipe fetch`: get MNIST or Fashion-MNIST and prove it is the real thing.
 
     caffepipe fetch --params params.yaml --out data/raw
+    caffepipe fetch --params params.yaml --dataset-from finetune.dataset --out data/target/raw
+
+The dataset is params fetch.dataset (the source task the base models learn), or, with --dataset-from
+finetune.dataset, the fine-tuning target; either way through the same sources and checks.
 
 Writes the four uncompressed IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
 t10k-labels-idx1-ubyte) and source.json (the dataset, where each file came from, its SHA-256) into --out. The
@@ -41,6 +45,9 @@ from caffepipe.data.idx import parse_idx
 from caffepipe.pipeline.params import add_params_argument, load_params
 
 log = logging.getLogger(__name__)
+
+# The params keys that may name the dataset to fetch (--dataset-from): the source task's and the target's.
+DATASET_KEYS = ("fetch.dataset", "finetune.dataset")
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -278,9 +285,15 @@ def main(argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_params_argument(parser)
     parser.add_argument("--out", type=Path, required=True, help="folder for the four IDX files (data/raw)")
+    parser.add_argument("--dataset-from", choices=DATASET_KEYS, default=DATASET_KEYS[0],
+                        help="the params key naming the dataset: fetch.dataset (the source task the base models "
+                             "learn, data/raw) or finetune.dataset (the fine-tuning target, data/target/raw); the "
+                             "sources, timeout and local_dir are fetch's either way (default: %(default)s)")
     args = parser.parse_args(argv)
-    params = load_params(args.params)["fetch"]
-    record = fetch_dataset(params["dataset"], params, args.out)
+    all_params = load_params(args.params)
+    params = all_params["fetch"]
+    section, key = args.dataset_from.split(".")
+    record = fetch_dataset(all_params[section][key], params, args.out)
     sources = sorted({entry["source"] for entry in record["files"].values()})
     print(f"fetched {record['dataset']} into {args.out} from {', '.join(sources)}; all SHA-256 digests verified")
     return 0

@@ -70,6 +70,7 @@ class Stage:
     threads: int | str = 1          # an int, or a params key whose value is the thread count
     mem_mb: int = 2000
     runtime_min: int = 10
+    cli: str = ""                   # the `caffepipe` command it runs, when not its name (fetch_target: fetch)
 
     @property
     def code_paths(self) -> tuple[str, ...]:
@@ -82,7 +83,7 @@ class Stage:
 
     @property
     def cli_name(self) -> str:
-        return self.name.replace("_", "-")
+        return self.cli or self.name.replace("_", "-")
 
 
 STAGES: tuple[Stage, ...] = (
@@ -104,6 +105,28 @@ STAGES: tuple[Stage, ...] = (
         params=("build_db",),
         code=("data/build_db.py", "data/idx.py", "data/datum.py"),
         mem_mb=4000,
+    ),
+    # The fine-tuning target (params finetune.dataset), fetched and built by the same commands into its own paths.
+    Stage(
+        name="fetch_target",
+        summary="download the fine-tuning target dataset (finetune.dataset) and verify every file's SHA-256",
+        command="caffepipe fetch --params params.yaml --dataset-from finetune.dataset --out data/target/raw",
+        outputs=(Output("data/target/raw", directory=True),),
+        params=("fetch.sources", "fetch.timeout_s", "fetch.local_dir", "finetune.dataset"),
+        code=("data/fetch.py", "data/idx.py"),
+        runtime_min=15,
+        cli="fetch",
+    ),
+    Stage(
+        name="build_db_target",
+        summary="write the target dataset's images as Caffe Datum records into LMDB and LevelDB",
+        command="caffepipe build-db --params params.yaml --raw data/target/raw --out data/target/db",
+        inputs=("data/target/raw",),
+        outputs=(Output("data/target/db", directory=True),),
+        params=("build_db",),
+        code=("data/build_db.py", "data/idx.py", "data/datum.py"),
+        mem_mb=4000,
+        cli="build-db",
     ),
     Stage(
         name="export_images",
@@ -163,8 +186,8 @@ STAGES: tuple[Stage, ...] = (
         ),
         params=("train",),
         code=("training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
-              "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py", "core/progress.py",
-              "core/caffe_env.py", "data/datum.py"),
+              "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
+              "training/initial_weights.py", "core/progress.py", "core/caffe_env.py", "data/datum.py"),
         threads="train.threads",
         mem_mb=4000,
         runtime_min=120,
@@ -184,6 +207,40 @@ STAGES: tuple[Stage, ...] = (
             Output("reports/train/{model}/metrics.json", metric=True),
         ),
         code=("training/parse_log.py",),
+    ),
+    Stage(
+        name="finetune",
+        summary="fine-tune a trained model on the target dataset: last layer, full and scratch over training-set sizes",
+        command=(
+            "caffepipe finetune --params params.yaml --source-nets data/nets --source-train data/train"
+            " --db data/target/db --out data/finetune/runs --out-subsets data/finetune/subsets.json"
+            " --out-runs data/finetune/runs.json --out-reports reports/finetune --threads {threads}"
+        ),
+        # every model's, as the source (params finetune.source_model) is any of them; DVC names their folders
+        # data/nets and data/train, so Snakemake declares every file train writes there too
+        inputs=("data/nets/{models}", "data/train/{models}/final.caffemodel", "data/train/{models}/snapshots.json",
+                "data/train/{models}/caffe.log", "data/target/db"),
+        outputs=(
+            Output("data/finetune/runs", directory=True, persist=True),
+            Output("data/finetune/subsets.json"),
+            Output("data/finetune/runs.json"),
+            Output("reports/finetune/metrics.json", metric=True),
+            Output("reports/finetune/accuracy_vs_size.csv",
+                   plot=Plot(x="size", y="accuracy", title="fine-tuning: test accuracy against target training images")),
+            Output("reports/finetune/runs.csv"),
+            Output("reports/finetune/curves.csv"),
+            Output("reports/finetune/weight_change.csv"),
+        ),
+        params=("finetune", MODELS_PARAM),
+        code=("training/finetune.py", "training/finetune_nets.py", "data/subsets.py", "data/build_db.py",
+              "data/idx.py", "training/netgen.py", "training/models.py", "training/parse_log.py",
+              "training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
+              "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
+              "training/initial_weights.py", "core/progress.py", "core/caffe_env.py", "core/upstream.py",
+              "data/datum.py"),
+        threads="finetune.threads",
+        mem_mb=4000,
+        runtime_min=60,
     ),
     Stage(
         name="evaluate",
@@ -291,7 +348,7 @@ STAGES: tuple[Stage, ...] = (
         command=(
             "caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train"
             " --eval reports/eval --analysis reports/analysis --time reports/time --visualize reports/visualize"
-            " --sobel reports/sobel --out reports/index.html"
+            " --sobel reports/sobel --finetune reports/finetune --out reports/index.html"
         ),
         inputs=(
             "data/raw",
@@ -307,6 +364,9 @@ STAGES: tuple[Stage, ...] = (
             "reports/time/{models}",
             "reports/visualize/{models}",
             "reports/sobel",
+            "reports/finetune/runs.csv",
+            "reports/finetune/curves.csv",
+            "reports/finetune/weight_change.csv",
         ),
         outputs=(Output("reports/index.html"),),
         params=("report", MODELS_PARAM),

@@ -17,6 +17,7 @@ and where each one's numbers come from:
 - error analyses: every figure and table listed in --analysis/summary.json (`caffepipe analyze`);
 - layer timings: --time/<model>/ (`caffepipe time`);
 - visualisations: --visualize/<model>/index.json (`caffepipe visualize`) and --sobel/index.json (`caffepipe sobel`);
+- fine-tuning: runs.csv, curves.csv and weight_change.csv from --finetune (`caffepipe finetune`);
 - run information: the params, tool versions, the git commit and the date.
 
 A missing input is an error naming the file and the stage that makes it; nothing is left out silently.
@@ -292,6 +293,41 @@ def training_curves(train: Path, models: list[str]) -> dict[str, Any]:
     }
 
 
+# Fine-tuning modes in a fixed order and colour (the colour-blind palette's first three)
+FINETUNE_MODES = {"last_layer": "#0173b2", "full": "#de8f05", "scratch": "#029e73"}
+
+
+def finetune_section(finetune: Path) -> dict[str, Any]:
+    """Accuracy against the number of target images per mode (log x), the smallest size's accuracy over
+    iterations, every run, and how far each mode moved each source layer (`caffepipe finetune`)."""
+    runs = read_csv(finetune / "runs.csv", "finetune")
+    curves = read_csv(finetune / "curves.csv", "finetune")
+    changes = read_csv(finetune / "weight_change.csv", "finetune")
+    figures.apply_style()
+    fig, (by_size, over_time) = figures.plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    for mode, color in FINETUNE_MODES.items():
+        sized, curve = runs[runs["mode"] == mode], curves[curves["mode"] == mode]
+        if len(sized):
+            by_size.plot(sized["size"], sized["accuracy"], marker="o", color=color, label=mode)
+            over_time.plot(curve["iteration"], curve["accuracy"], marker="o", markersize=3, color=color, label=mode)
+    by_size.set_xscale("log")
+    by_size.xaxis.set_major_formatter(FuncFormatter(log_tick_label))
+    by_size.set(title="test accuracy after fine-tuning", xlabel="target training images", ylabel="test accuracy")
+    smallest = int(runs["size"].min())
+    over_time.set(title=f"test accuracy during training, {smallest} images", xlabel="iteration", ylabel="test accuracy")
+    by_size.legend(title="mode", loc="lower right")
+    table = runs.rename(columns={"seconds": "training seconds"})
+    layers = changes.pivot_table(index=["mode", "size"], columns="layer", values="relative_change", sort=False).reset_index()
+    return {
+        "figure": Figure(figure_data_uri(fig), "Test accuracy on the whole target test set against the number of target "
+                                               "training images (log scale), one line per mode; and during training at "
+                                               "the smallest size", "fine-tuning"),
+        "runs": frame_table(table, "Every run (runs.csv)", max_rows=None),
+        "layers": frame_table(layers, "Relative change of each source layer, ||W − W_source|| / ||W_source|| "
+                                      "(weight_change.csv): 0 means the layer was frozen", max_rows=None),
+    }
+
+
 def not_reproducible(train: Path, models: list[str]) -> list[str]:
     """'<model> (<why>)' for each model whose weights no uninterrupted run reproduces bit for bit: its training
     resumed with another BLAS thread count (<model>/reproducibility.json, written by `caffepipe train`)."""
@@ -474,7 +510,7 @@ def render_report(context: dict[str, Any]) -> str:
 
 
 def build_context(params: dict[str, Any], params_path: Path, raw: Path, bench: Path, train: Path, eval_dir: Path,
-                  analysis: Path, time_dir: Path, visualize: Path, sobel: Path) -> dict[str, Any]:
+                  analysis: Path, time_dir: Path, visualize: Path, sobel: Path, finetune: Path) -> dict[str, Any]:
     models = list(params["netgen"]["models"])
     timing = timing_section(time_dir, models)
     return {
@@ -488,6 +524,7 @@ def build_context(params: dict[str, Any], params_path: Path, raw: Path, bench: P
         "analysis": analysis_section(analysis),
         "timing": timing,
         "visualizations": visualization_section(visualize, sobel, models),
+        "finetune": finetune_section(finetune),
         "run": run_information(params_path),
     }
 
@@ -500,13 +537,14 @@ def main(argv: list[str]) -> int:
                        ("train", "parsed training logs (parse-log) and training's reproducibility.json (train)"),
                        ("eval", "evaluation metrics (evaluate)"),
                        ("analysis", "error analyses (analyze)"), ("time", "layer timings (time)"),
-                       ("visualize", "visualisations (visualize)"), ("sobel", "Sobel figure (sobel)")):
+                       ("visualize", "visualisations (visualize)"), ("sobel", "Sobel figure (sobel)"),
+                       ("finetune", "fine-tuning tables (finetune)")):
         parser.add_argument(f"--{name}", required=True, type=Path, help=f"folder of {what}")
     parser.add_argument("--out", required=True, type=Path, help="the HTML file to write (reports/index.html)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     context = build_context(params, Path(args.params), args.raw, args.bench, args.train, args.eval, args.analysis,
-                            args.time, args.visualize, args.sobel)
+                            args.time, args.visualize, args.sobel, args.finetune)
     html = render_report(context)
     write_text_atomic(args.out, html)
     log.info("wrote %s (%.1f MB)", args.out, len(html.encode()) / 1e6)

@@ -82,8 +82,11 @@ def data_sources(net: Any) -> list[tuple[Path, str]]:
     return [(Path(layer.data_param.source), backends[layer.data_param.backend]) for layer in net.layer if layer.type == "Data"]
 
 
-def check_sources(nets: NetFiles, db_dir: Path) -> list[tuple[Path, str]]:
-    """The databases the train and test nets read: they must exist and lie in --db."""
+def check_sources(nets: NetFiles, db_dirs: list[Path]) -> list[tuple[Path, str]]:
+    """The databases the train and test nets read: they must exist and lie in --db (or, for fine-tuning, in
+    one of the other database folders the request names)."""
+    db_dir = db_dirs[0]
+    allowed = {folder.resolve() for folder in db_dirs}
     sources = data_sources(nets.train) + data_sources(nets.test)
     if not sources:
         raise CaffepipeError(f"the nets in {nets.folder} have no Data layer; re-run `caffepipe netgen`")
@@ -91,7 +94,7 @@ def check_sources(nets: NetFiles, db_dir: Path) -> list[tuple[Path, str]]:
         if not source.is_dir():
             raise CaffepipeError(f"the nets in {nets.folder} read {source}, which is missing; run `caffepipe build-db`, "
                                  f"or re-run `caffepipe netgen` if the databases moved")
-        if source.resolve().parent != db_dir.resolve():
+        if source.resolve().parent not in allowed:
             raise CaffepipeError(f"the nets in {nets.folder} read {source}, outside --db {db_dir}; re-run `caffepipe netgen --db {db_dir}`")
     return sources
 
@@ -109,7 +112,8 @@ def _canonical(message: Any) -> bytes:
     return message.SerializeToString(deterministic=True)
 
 
-def fingerprint(caffe_pb2: Any, nets: NetFiles, db_digests: dict[str, str]) -> tuple[str, dict[str, str]]:
+def fingerprint(caffe_pb2: Any, nets: NetFiles, db_digests: dict[str, str],
+                initial_weights_sha256: str | None = None) -> tuple[str, dict[str, str]]:
     """(hash, its parts): what makes snapshots of this training interchangeable.
 
     The nets count without their database paths (the databases count by content instead); the solver
@@ -118,6 +122,8 @@ def fingerprint(caffe_pb2: Any, nets: NetFiles, db_digests: dict[str, str]) -> t
     The test net and the test database stay in although they cannot change the weights: caffe.log's test
     passes are measured on them, and resuming across a change would join two test sets into one curve, or,
     with the training complete, keep the old test set's results.
+    Weights a fresh start copies in (fine-tuning) count by their sha256; a training without them has no such
+    part, so its fingerprint is the same as before fine-tuning existed.
     """
     parts: dict[str, str] = {}
     for kind, net in (("train_net", nets.train), ("test_net", nets.test)):
@@ -135,5 +141,7 @@ def fingerprint(caffe_pb2: Any, nets: NetFiles, db_digests: dict[str, str]) -> t
         solver.ClearField("max_iter")
     parts["solver"] = hashlib.sha256(_canonical(solver)).hexdigest()
     parts.update({f"db:{name}": digest for name, digest in sorted(db_digests.items())})
+    if initial_weights_sha256 is not None:
+        parts["initial_weights"] = initial_weights_sha256
     combined = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
     return combined, parts

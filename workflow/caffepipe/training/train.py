@@ -100,6 +100,7 @@ from caffepipe.training.folder import (
     TrainingState,
     archive_snapshots,
     exclusive_lock,
+    file_sha256,
     intact_snapshots,
     promote_snapshot,
     read_state,
@@ -107,6 +108,7 @@ from caffepipe.training.folder import (
     recorded_snapshots,
     write_state,
 )
+from caffepipe.training.initial_weights import caffemodel_shapes, check_transferable
 from caffepipe.training.history import Segment, SnapshotRecord, reproducibility
 from caffepipe.training.inputs import (
     NetFiles,
@@ -380,6 +382,10 @@ class TrainingRequest:
     resume: bool = False        # fail if there is nothing to resume
     restart: bool = False       # archive the snapshots and start from scratch
     reproducibility_out: Path | None = None     # where to write the bit-reproducibility verdict too
+    # Fine-tuning (finetune.py): weights copied by layer name into the net on a fresh start, never on a resume
+    # (the snapshot has them); part of the fingerprint. And further folders the nets may read databases from.
+    initial_weights: Path | None = None
+    more_dbs: tuple[Path, ...] = ()
 
 
 def train(request: TrainingRequest) -> int:
@@ -398,14 +404,15 @@ def train(request: TrainingRequest) -> int:
     folder = TrainingFolder(request.out, request.model)
     nets = load_nets(caffe_pb2, request.nets)
     check_solver_matches_params(caffe_pb2, nets.solver, request.train_params, request.nets / SOLVER_FILE)
-    sources = check_sources(nets, request.db)
+    sources = check_sources(nets, [request.db, *request.more_dbs])
     max_iter = nets.solver.max_iter
     scheduled = scheduled_iterations(max_iter, nets.solver.snapshot, request.train_params["snapshot_iters"])
 
     with exclusive_lock(folder.lock):
         log.info("fingerprinting the nets, the solver and the databases")
         digests = {source.name: database_digest(source, backend) for source, backend in sources}
-        state = adopt_snapshots(folder, *fingerprint(caffe_pb2, nets, digests), request)
+        weights_sha256 = file_sha256(request.initial_weights) if request.initial_weights else None
+        state = adopt_snapshots(folder, *fingerprint(caffe_pb2, nets, digests, weights_sha256), request)
         if folder.staging.exists():
             shutil.rmtree(folder.staging)  # what a killed run was writing: never a complete snapshot
         folder.staging.mkdir()
@@ -417,6 +424,9 @@ def train(request: TrainingRequest) -> int:
                 solver_path = runtime_solver(caffe_pb2, nets, folder)
                 log.info("Caffe logs to %s (if it stops with 'Aborted', the reason is at its end)", segment_log)
                 solver = caffe.get_solver(str(solver_path))
+                if request.initial_weights is not None:
+                    check_transferable(caffemodel_shapes(caffe_pb2, request.initial_weights),
+                                       net_param_shapes(solver.net), request.initial_weights)
                 intact = intact_snapshots(caffe_pb2, folder, net_param_shapes(solver.net), max_iter)
                 plan = plan_training(scheduled, recorded_snapshots(folder, state, intact), max_iter,
                                      completed=state.completed_at == max_iter)
@@ -429,7 +439,8 @@ def train(request: TrainingRequest) -> int:
                 segment_log.unlink()  # nothing to train: no segment
             else:
                 segment = Segment.of(segment_log.name, plan.start, request.threads, nets.solver)
-                stopped = _train_segment(caffe_pb2, folder, state, segment, plan, nets, solver, scheduled, terminal, Progress)
+                stopped = _train_segment(caffe_pb2, folder, state, segment, plan, nets, solver, scheduled, terminal, Progress,
+                                         request.initial_weights)
         if stopped is not None:
             log.warning("stopped by signal %d; the snapshots are kept: run the same command again to resume", stopped)
             return 128 + stopped
@@ -498,9 +509,11 @@ def warn_of_settings_not_applied(segments: list[Segment], solver: Any) -> None:
 
 
 def _train_segment(caffe_pb2: Any, folder: TrainingFolder, state: TrainingState, segment: Segment, plan: Plan,
-                   nets: NetFiles, solver: Any, scheduled: list[int], terminal: TextIO, progress_type: Any) -> int | None:
-    """Run one segment: record it in the folder's state, restore and replay if it resumes, and train to
-    max_iter, recording every snapshot it takes. Returns the signal that stopped it, if one did."""
+                   nets: NetFiles, solver: Any, scheduled: list[int], terminal: TextIO, progress_type: Any,
+                   initial_weights: Path | None = None) -> int | None:
+    """Run one segment: record it in the folder's state, restore and replay if it resumes (else copy in the
+    initial weights, if any), and train to max_iter, recording every snapshot it takes. Returns the signal
+    that stopped it, if one did."""
     model = folder.prefix
     state.segments.append(segment)
     state.completed_at = None
@@ -512,6 +525,11 @@ def _train_segment(caffe_pb2: Any, folder: TrainingFolder, state: TrainingState,
         log.info("resuming %s from iteration %d of %d", model, plan.start, plan.max_iter)
         warn_of_mixed_threads(model, plan.start, resumed, segment.threads)
         restore(solver, caffe_pb2, folder, plan, nets, resumed)
+    elif initial_weights is not None:
+        # Copied by layer name (Net::CopyTrainedLayersFrom); layers the weights do not name keep their fillers.
+        solver.net.copy_from(str(initial_weights))
+        log_marker(f"segment starts {model} from the weights {initial_weights}, {segment.threads} BLAS threads")
+        log.info("training %s from %s to iteration %d", model, initial_weights, plan.max_iter)
     else:
         log_marker(f"segment starts {model} from scratch, {segment.threads} BLAS threads")
         log.info("training %s from scratch to iteration %d", model, plan.max_iter)
