@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tests.conftest import run_caffepipe, synthetic_digits, write_params
 from tests.finetune_workspace import finetune_command, finetune_params, make_workspace
@@ -98,6 +99,13 @@ def test_reports_cover_every_run_and_last_layer_changed_no_frozen_layer(swept: P
         (mode, str(iteration)) for mode in ("last_layer", "full", "scratch") for iteration in (0, 10, 20)]
 
 
+def test_the_target_is_fetched_from_finetune_dataset_while_fetch_dataset_stays_the_source(swept: Path) -> None:
+    params = yaml.safe_load((swept / "params.yaml").read_text())
+    assert (params["fetch"]["dataset"], params["finetune"]["dataset"]) == ("mnist", "fashion-mnist")
+    assert json.loads((swept / "data/target/raw/source.json").read_text())["dataset"] == "fashion-mnist"
+    assert json.loads((swept / "data/target/db/info.json").read_text())["dataset"] == "fashion-mnist"
+
+
 def test_subsets_are_recorded_balanced_and_shared_by_every_mode(swept: Path) -> None:
     subsets = json.loads((swept / "data/finetune/subsets.json").read_text())["subsets"]
     assert sorted(map(int, subsets)) == [20, 50]
@@ -162,3 +170,19 @@ def test_a_target_with_another_number_of_classes_just_works(swept: Path, tmp_pat
     classifier = caffemodel_blobs(swept / "five/finetune/runs/full-50/final.caffemodel")["ip2_target"]
     assert len(np.frombuffer(classifier[1], np.float32)) == 5
     assert json.loads((swept / "five/finetune/runs.json").read_text())["classes"] == 5
+
+
+def test_other_source_weights_retrain_the_transfer_runs_and_leave_scratch(swept: Path, tmp_path: Path) -> None:
+    """The source weights are part of each transfer run's fingerprint: new ones archive its snapshots and train
+    again; scratch copies no weights, so it stays complete."""
+    work = tmp_path / "work"
+    shutil.copytree(swept, work, symlinks=True)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["finetune"].update(weights="data/train/lenet/snapshots/lenet_iter_10.caffemodel",
+                              deploy="data/nets/lenet/deploy.prototxt")
+    write_params(work / "params.yaml", params)
+    result = run_caffepipe(*finetune_command(), cwd=work)
+    assert result.stderr.count("nothing to train") == 2      # scratch-20, scratch-50
+    assert result.stderr.count("archived the earlier snapshots") == 4
+    source = caffemodel_blobs(work / "data/train/lenet/snapshots/lenet_iter_10.caffemodel")
+    assert caffemodel_blobs(work / "data/finetune/runs/last_layer-20/final.caffemodel")["conv1"] == source["conv1"]
