@@ -312,6 +312,7 @@ def finetune_section(finetune: Path) -> dict[str, Any]:
             over_time.plot(curve["iteration"], curve["accuracy"], marker="o", markersize=3, color=color, label=mode)
     by_size.set_xscale("log")
     by_size.xaxis.set_major_formatter(FuncFormatter(log_tick_label))
+    by_size.xaxis.set_minor_formatter(FuncFormatter(log_tick_label))
     by_size.set(title="test accuracy after fine-tuning", xlabel="target training images", ylabel="test accuracy")
     smallest = int(runs["size"].min())
     over_time.set(title=f"test accuracy during training, {smallest} images", xlabel="iteration", ylabel="test accuracy")
