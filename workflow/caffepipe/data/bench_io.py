@@ -33,7 +33,7 @@ from PIL import Image
 from caffepipe.core import figures
 from caffepipe.core.atomic import atomic_output, write_text_atomic
 from caffepipe.core.caffe_env import import_caffe
-from caffepipe.data.datum import check_database, db_path, decode_datum, iterate_db
+from caffepipe.data.datum import check_database, db_path, read_db
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.data.idx import read_idx
 from caffepipe.pipeline.params import add_params_argument, load_params
@@ -75,13 +75,13 @@ def evict_from_page_cache(path: Path) -> bool:
 # --- python readers: each returns the images as one (count, height, width) uint8 array ----------------------------
 
 def read_database(path: Path, backend: str, count: int, shape: tuple[int, int]) -> np.ndarray:
-    """A LevelDB `path` must be a copy: opening it changes its files (datum.readable_database)."""
-    images = np.empty((count, *shape), dtype=np.uint8)
-    for index, (_, value) in enumerate(iterate_db(path, backend, in_place=True)):
-        if index == count:
-            break
-        images[index] = decode_datum(value)[0][0]
-    return images
+    """What the pipeline's own stages do (datum.read_db: all values at once, then decoded as one batch). A LevelDB
+    `path` must be a copy: opening it changes its files (datum.readable_database)."""
+    images, _ = read_db(path, backend, limit=count, in_place=True)
+    if images.shape != (count, 1, *shape):
+        raise CaffepipeError(f"{path} gives {len(images)} images of {images.shape[1:]} where {count} of {(1, *shape)} "
+                             "were exported; re-run `caffepipe build-db` and `caffepipe export-images`")
+    return images[:, 0]
 
 
 def read_image_files(folder: Path, names: list[str], shape: tuple[int, int]) -> np.ndarray:

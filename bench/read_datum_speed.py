@@ -1,0 +1,125 @@
+"""How fast do the pipeline's readers read and decode a database of 28x28 Datum records into arrays?
+
+Target (issue #13): at least 1,000,000 images/s warm for the 60,000 MNIST training images in LMDB, with the
+images and labels of a protobuf parse. In one invocation, interleaved, each warm (read once before timing):
+- per-record reader: what read_db did before the batch decoder, iterate_db + decode_datum per record + np.stack;
+- protobuf loop: a plain loop over an LMDB cursor, caffe_pb2.Datum.ParseFromString, then np.frombuffer into
+  one preallocated array (the baseline: what anyone would write with pycaffe's protobuf classes);
+- read_db: the pipeline's reader now (datum.read_values, then datum.decode_datums);
+- and its two halves: LMDB's values alone (read_values, the floor for any decoder) and decode_datums alone.
+All must give the same images and labels (checked before timing).
+
+    .venv/bin/python bench/read_datum_speed.py --raw data/raw --repeats 7 --out bench/results/read_datum_speed.md
+
+--raw is a folder `caffepipe fetch` wrote (the four MNIST IDX files).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from caffepipe.core.caffe_env import import_caffe
+from caffepipe.data.build_db import datum_records, load_split, write_lmdb
+from caffepipe.data.datum import decode_datum, decode_datums, iterate_db, read_db, read_values
+
+TARGET_IMAGES_PER_S = 1_000_000
+BASELINE = "protobuf loop (baseline)"
+
+
+def per_record_reader(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for _, value in iterate_db(path, "lmdb"):
+        image, label = decode_datum(value)
+        images.append(image)
+        labels.append(label)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def protobuf_loop(caffe_pb2: Any, path: Path, count: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    import lmdb
+
+    images, labels = np.empty((count, *shape), dtype=np.uint8), np.empty(count, dtype=np.int64)
+    datum = caffe_pb2.Datum()
+    with lmdb.open(str(path), readonly=True, lock=False) as env, env.begin() as txn:
+        for index, (_, value) in enumerate(txn.cursor()):
+            datum.ParseFromString(value)
+            images[index] = np.frombuffer(datum.data, dtype=np.uint8).reshape(shape)
+            labels[index] = datum.label
+    return images, labels
+
+
+def timed(read: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    read()
+    return time.perf_counter() - start
+
+
+def check_same(results: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+    reference = results[BASELINE]
+    for name, (images, labels) in results.items():
+        if not (np.array_equal(images, reference[0]) and np.array_equal(labels, reference[1])):
+            raise SystemExit(f"{name} reads other images or labels than the protobuf loop")
+
+
+def report(seconds: dict[str, list[float]], count: int, repeats: int, build_s: float) -> str:
+    baseline = statistics.median(seconds[BASELINE])
+    lines = [f"# Datum read speed: {count:,} MNIST training images (28x28) from LMDB, warm", "",
+             f"Command: `{' '.join(['.venv/bin/python', *sys.argv])}`", "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average "
+             f"{os.getloadavg()[0]:.1f} at the end (a shared machine: ratios hold better than absolute rates). "
+             f"Writing the LMDB took {build_s:.2f} s. Each reader ran once untimed, then {repeats} times, interleaved.",
+             "", "| reader | median ms | min – max ms | images/s (median) | × protobuf loop |", "|---|---:|---:|---:|---:|"]
+    for name, values in seconds.items():
+        median = statistics.median(values)
+        lines.append(f"| {name} | {median * 1e3:.1f} | {min(values) * 1e3:.1f} – {max(values) * 1e3:.1f} | "
+                     f"{count / median:,.0f} | {baseline / median:.2f} |")
+    new, old = statistics.median(seconds["read_db"]), statistics.median(seconds["per-record reader (old read_db)"])
+    lines += ["", f"read_db against the per-record reader it replaces: {old / new:.1f}x.",
+              f"Target: read_db at least {TARGET_IMAGES_PER_S:,} images/s: "
+              f"{'met' if count / new >= TARGET_IMAGES_PER_S else 'NOT met'} ({count / new:,.0f}).", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--raw", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    caffe_pb2 = import_caffe(threads=1).proto.caffe_pb2
+    images, labels = load_split(args.raw, "train", None)
+    with tempfile.TemporaryDirectory(prefix="caffepipe-bench-read-") as work:
+        path = Path(work) / "train_lmdb"
+        start = time.perf_counter()
+        write_lmdb(path, datum_records(images, labels))
+        build_s = time.perf_counter() - start
+        values = read_values(path, "lmdb")
+        readers: dict[str, Callable[[], Any]] = {
+            "per-record reader (old read_db)": lambda: per_record_reader(path),
+            BASELINE: lambda: protobuf_loop(caffe_pb2, path, len(images), images.shape[1:]),
+            "read_db": lambda: read_db(path, "lmdb"),
+            "  its LMDB read alone (read_values)": lambda: read_values(path, "lmdb"),
+            "  its decode alone (decode_datums)": lambda: decode_datums(values),
+        }
+        check_same({name: readers[name]() for name in ("per-record reader (old read_db)", BASELINE, "read_db")})
+        seconds: dict[str, list[float]] = {name: [] for name in readers}
+        for _ in range(args.repeats):
+            for name, read in readers.items():     # interleaved, so the machine's drift hits all alike
+                seconds[name].append(timed(read))
+    text = report(seconds, len(images), args.repeats, build_s)
+    args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""datum.decode_datums, the batch decoder every database reader uses: the same images and labels as protobuf's
+parse of each record, exactly, whichever path a record takes (tests/datum_records.py writes them with protobuf)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from caffepipe.core.errors import CaffepipeError
+from caffepipe.data import datum as datum_module
+from caffepipe.data.datum import DatumError, decode_datum, decode_datums, encode_datum
+from tests.datum_records import check_against_protobuf, datum_batches, datum_message
+
+Datum = datum_message()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(datum_batches(Datum))
+def test_random_batches_decode_as_protobuf_parses_them(records) -> None:
+    check_against_protobuf(decode_datums, DatumError, Datum, records)
+
+
+@settings(max_examples=100, deadline=None)
+@given(datum_batches(Datum, max_size=1))
+def test_one_record_decodes_as_protobuf_parses_it(records) -> None:
+    """decode_datum alone (the general parse) against protobuf: fields in any order, twice, unknown, missing."""
+    check_against_protobuf(decode_one, DatumError, Datum, records)
+
+
+def decode_one(records: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        image, label = decode_datum(records[0])
+    except CaffepipeError as error:
+        raise DatumError(0, str(error)) from None
+    return image[None], np.array([label], dtype=np.int64)
+
+
+def test_records_in_caffes_layout_never_take_the_general_parse(monkeypatch) -> None:
+    """The speed: records as Caffe and build-db write them (labels of one byte, of two, and negative ones of ten)
+    are decoded as columns; only record 0 is parsed on its own, for its shape."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (500, 1, 28, 28), dtype=np.uint8)
+    labels = np.concatenate([rng.integers(0, 10, 300), rng.integers(128, 70_000, 100), rng.integers(-2**31, 0, 100)])
+    records = [Datum(channels=1, height=28, width=28, data=image.tobytes(), label=int(label)).SerializeToString()
+               for image, label in zip(images, labels)]
+    assert records[:10] == [encode_datum(image, int(label)) for image, label in zip(images[:10], labels[:10])]
+    parsed = []
+    monkeypatch.setattr(datum_module, "decode_datum", lambda record: parsed.append(record) or decode_datum(record))
+    decoded_images, decoded_labels = decode_datums(records)
+    assert parsed == [records[0]]
+    np.testing.assert_array_equal(decoded_images, images)
+    np.testing.assert_array_equal(decoded_labels, labels)
+
+
+def test_an_error_names_the_first_bad_record() -> None:
+    good = encode_datum(np.zeros((1, 2, 2), np.uint8), 3)
+    other_shape = encode_datum(np.zeros((1, 2, 3), np.uint8), 3)
+    with pytest.raises(DatumError, match=r"^record 2: a 1x2x3 image where record 0 holds 1x2x2; "):
+        decode_datums([good, good, other_shape, good + b"\x38\x01"])
+    with pytest.raises(DatumError, match=r"^record 1: this Datum holds an encoded \(JPEG/PNG\) image"):
+        decode_datums([good, good + b"\x38\x01", other_shape])
+    with pytest.raises(DatumError, match=r"^record 0: this Datum holds float_data"):
+        decode_datums([good + b"\x35\x00\x00\x80\x3f"])
+
+
+def test_an_empty_batch_is_empty_arrays() -> None:
+    images, labels = decode_datums([])
+    assert images.shape == (0, 0, 0, 0) and labels.shape == (0,)
