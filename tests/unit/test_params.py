@@ -56,6 +56,11 @@ def test_missing_file_and_bad_yaml_are_one_line_errors(tmp_path) -> None:
     bad.write_text("train: [unclosed\n")
     with pytest.raises(CaffepipeError, match="not valid YAML at line"):
         load_params(bad)
+    binary = tmp_path / "binary.yaml"
+    binary.write_text("train: x\x00y\n")       # PyYAML's message for this one spans two lines
+    with pytest.raises(CaffepipeError, match="not valid YAML") as raised:
+        load_params(binary)
+    assert "\n" not in str(raised.value)
 
 
 @given(section=st.sampled_from(sorted(default_params())), junk=st.text(min_size=1, max_size=12))

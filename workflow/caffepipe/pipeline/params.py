@@ -70,7 +70,8 @@ def load_params(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise CaffepipeError(f"{path}: not valid YAML{where}: {getattr(error, 'problem', error)}") from None
+        problem = " ".join(str(getattr(error, "problem", error)).split())   # PyYAML's may span lines: one line
+        raise CaffepipeError(f"{path}: not valid YAML{where}: {problem}") from None
     return validate_params(params, str(path))
 
 
