@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.data import datum as datum_module
-from caffepipe.data.datum import DatumError, decode_datum, decode_datums, encode_datum
+from caffepipe.data.build_db import write_lmdb
+from caffepipe.data.datum import (READ_CHUNK, DatumError, decode_datum, decode_datum_chunks, decode_datums,
+                                  encode_datum, read_db, record_key)
 from tests.datum_records import check_against_protobuf, datum_batches, datum_message
 
 Datum = datum_message()
@@ -18,6 +20,41 @@ Datum = datum_message()
 @given(datum_batches(Datum))
 def test_random_batches_decode_as_protobuf_parses_them(records) -> None:
     check_against_protobuf(decode_datums, DatumError, Datum, records)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(datum_batches(Datum), st.lists(st.integers(1, 8), min_size=1, max_size=40))
+def test_random_batches_in_chunks_decode_as_protobuf_parses_them(records, sizes) -> None:
+    """Read in chunks (read_db's LMDB path): the same, whatever the chunks' boundaries."""
+    def in_chunks(batch: list[bytes]) -> list[list[bytes]]:
+        chunks, start = [], 0
+        for size in sizes * len(batch):
+            chunks.append(batch[start:start + size])
+            start += size
+        return chunks
+    check_against_protobuf(lambda batch: decode_datum_chunks(in_chunks(batch), len(batch)), DatumError, Datum, records)
+
+
+def test_an_lmdb_of_several_read_chunks(tmp_path) -> None:
+    """read_db on more records than READ_CHUNK: labels of 1, 2 and 10 bytes, one record in another field order
+    past the first chunk, and then a record of another shape, named by its key."""
+    rng = np.random.default_rng(1)
+    count = 2 * READ_CHUNK + 100
+    images = rng.integers(0, 256, (count, 1, 5, 4), dtype=np.uint8)
+    labels = rng.choice([3, 200, 70_000, -5], size=count)
+    records = [Datum(channels=1, height=5, width=4, data=image.tobytes(), label=int(label)).SerializeToString()
+               for image, label in zip(images, labels)]
+    moved = READ_CHUNK + 7
+    records[moved] = (Datum(label=int(labels[moved])).SerializeToString()
+                      + Datum(channels=1, height=5, width=4, data=images[moved].tobytes()).SerializeToString())
+    write_lmdb(tmp_path / "good", [(record_key(i), record) for i, record in enumerate(records)])
+    decoded_images, decoded_labels = read_db(tmp_path / "good", "lmdb")
+    np.testing.assert_array_equal(decoded_images, images)
+    np.testing.assert_array_equal(decoded_labels, labels)
+    records[READ_CHUNK + 50] = encode_datum(np.zeros((1, 4, 5), np.uint8), 1)
+    write_lmdb(tmp_path / "bad", [(record_key(i), record) for i, record in enumerate(records)])
+    with pytest.raises(CaffepipeError, match=f"record {record_key(READ_CHUNK + 50)!r}: a 1x4x5 image where record 0"):
+        read_db(tmp_path / "bad", "lmdb")
 
 
 @settings(max_examples=100, deadline=None)

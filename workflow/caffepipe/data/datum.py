@@ -16,13 +16,14 @@ import tempfile
 from contextlib import closing, contextmanager, nullcontext
 from pathlib import Path
 from itertools import islice
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from caffepipe.core.errors import CaffepipeError
 
 SPLITS = ("train", "test")
+T = TypeVar("T")
 BACKENDS = ("lmdb", "leveldb")
 
 
@@ -163,9 +164,9 @@ class DatumError(CaffepipeError):
         self.index, self.reason = index, reason
 
 
-def _decode_record(values: Sequence[bytes], index: int) -> tuple[np.ndarray, int]:
+def _decode_record(record: bytes, index: int) -> tuple[np.ndarray, int]:
     try:
-        return decode_datum(values[index])
+        return decode_datum(record)
     except CaffepipeError as error:
         raise DatumError(index, str(error)) from None
 
@@ -200,23 +201,55 @@ def decode_datums(values: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
 
     A record that is no Datum of uint8 pixels, or of another shape than record 0, is a DatumError naming the first.
     """
-    if not len(values):
+    return decode_datum_chunks([values], len(values))
+
+
+def decode_datum_chunks(chunks: Iterable[Sequence[bytes]], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """decode_datums of the records of `chunks`, in order, `count` at most: each chunk is copied into the rows
+    while its records are still in the CPU cache (READ_CHUNK), rather than all of them after all were read."""
+    batch = None
+    for chunk in chunks:
+        if len(chunk) and batch is None:
+            batch = DatumRows(chunk[0], count)
+        if len(chunk):
+            batch.add(chunk)
+    if batch is None:
         return np.empty((0, 0, 0, 0), dtype=np.uint8), np.empty(0, dtype=np.int64)
-    shape = _decode_record(values, 0)[0].shape
-    header = datum_header(shape)
-    pixels_start, pixels_end = len(header), len(header) + int(np.prod(shape))
-    # One copy of every record into a row, zero-padded or cut to the longest record the layout allows.
-    rows = np.array(values, dtype=f"S{pixels_end + 1 + MAX_VARINT_BYTES}").view(np.uint8).reshape(len(values), -1)
-    lengths = np.fromiter(map(len, values), dtype=np.intp, count=len(values))
-    matches, labels = _rows_in_layout(rows, lengths, header, pixels_end)
-    for index in np.flatnonzero(~matches):       # in index order, so an error names the first bad record
-        image, label = _decode_record(values, index)
-        if image.shape != shape:
-            raise DatumError(index, f"a {'x'.join(map(str, image.shape))} image where record 0 holds "
-                                    f"{'x'.join(map(str, shape))}; a database's images must share one shape")
-        rows[index, pixels_start:pixels_end] = image.reshape(-1)
-        labels[index] = label
-    return rows[:, pixels_start:pixels_end].reshape(len(values), *shape), labels
+    return batch.images_and_labels()
+
+
+class DatumRows:
+    """The records of a batch, one row each, zero-padded or cut to the longest record the layout of record 0's
+    shape allows; filled a chunk at a time, in order."""
+
+    def __init__(self, first_record: bytes, count: int) -> None:
+        self.shape = _decode_record(first_record, 0)[0].shape
+        self.header = datum_header(self.shape)
+        self.pixels_start = len(self.header)
+        self.pixels_end = self.pixels_start + int(np.prod(self.shape))
+        self.rows = np.empty(count, dtype=f"S{self.pixels_end + 1 + MAX_VARINT_BYTES}")
+        self.labels = np.empty(count, dtype=np.int64)
+        self.filled = 0
+
+    def add(self, chunk: Sequence[bytes]) -> None:
+        start, end = self.filled, self.filled + len(chunk)
+        self.rows[start:end] = chunk
+        rows = self.rows[start:end].view(np.uint8).reshape(len(chunk), -1)
+        lengths = np.fromiter(map(len, chunk), dtype=np.intp, count=len(chunk))
+        matches, self.labels[start:end] = _rows_in_layout(rows, lengths, self.header, self.pixels_end)
+        for offset in np.flatnonzero(~matches):       # in order, so an error names the first bad record
+            image, label = _decode_record(chunk[offset], start + offset)
+            if image.shape != self.shape:
+                raise DatumError(start + offset, f"a {'x'.join(map(str, image.shape))} image where record 0 holds "
+                                 f"{'x'.join(map(str, self.shape))}; a database's images must share one shape")
+            rows[offset, self.pixels_start:self.pixels_end] = image.reshape(-1)
+            self.labels[start + offset] = label
+        self.filled = end
+
+    def images_and_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.rows[:self.filled].view(np.uint8).reshape(self.filled, -1)
+        images = rows[:, self.pixels_start:self.pixels_end].reshape(self.filled, *self.shape)
+        return images, self.labels[:self.filled]
 
 
 # LevelDB writes to its folder whenever it is opened, even only to read: a new log file and MANIFEST, CURRENT,
@@ -316,28 +349,36 @@ def read_values(path: str | Path, backend: str, limit: int | None = None, in_pla
     return _lmdb_values(path, limit)
 
 
+READ_CHUNK = 4096      # records read, then copied into the rows at a time: about 3 MB of 28x28 Datums
+
+
 def _lmdb_values(path: Path, limit: int | None) -> list[bytes]:
-    """LMDB's values in one call into its C iterator: without the keys, and without a Python step per record,
-    it reads several times faster than iterate_db. The keys are checked at the two ends (_check_keys)."""
+    return _read_lmdb(path, limit, lambda values, count: list(values))
+
+
+def _read_lmdb(path: Path, limit: int | None, consume: Callable[[Iterator[bytes], int], T]) -> T:
+    """consume(values, count) of the first `limit` values (all without it), in key order. The values come from
+    one C iterator, without the keys: several times faster than iterate_db. The keys are checked before, at the
+    two ends against LMDB's count of entries (_check_keys)."""
     import lmdb
 
     try:
         with lmdb.open(str(path), readonly=True, lock=False, readahead=True) as env:
             _check_lmdb_file_size(env, path)
             with env.begin() as txn:
-                cursor = txn.cursor()
-                if not cursor.first():
-                    return []
-                first = cursor.key()
-                values = list(islice(cursor.iternext(keys=False), limit))
-                # Stopped by the limit, the cursor stands on the last value read; at the end it stands nowhere.
-                if limit is None or len(values) < limit:
-                    cursor.last()
-                last = cursor.key()
+                entries, cursor = env.stat()["entries"], txn.cursor()
+                first = cursor.key() if cursor.first() else None
+                last = cursor.key() if cursor.last() else None
+                _check_keys(path, "lmdb", entries, first, last)
+                count = entries if limit is None else min(limit, entries)
+                cursor.first()
+                return consume(islice(cursor.iternext(keys=False), count), count)
     except lmdb.Error as error:       # not an LMDB, no data.mdb, a corrupt page
         raise damaged_database(path, "lmdb", str(error).removeprefix(f"{path}: ")) from None
-    _check_keys(path, "lmdb", len(values), first, last)
-    return values
+
+
+def _in_chunks(values: Iterator[bytes]) -> Iterator[list[bytes]]:
+    return iter(lambda: list(islice(values, READ_CHUNK)), [])
 
 
 def _lmdb_records(path: Path) -> Iterator[tuple[bytes, bytes]]:
@@ -399,13 +440,17 @@ def read_db(path: str | Path, backend: str, limit: int | None = None, in_place: 
             ) -> tuple[np.ndarray, np.ndarray]:
     """The first `limit` records (all without it) as images (N, C, H, W) uint8 and labels (N,) int64. A LevelDB
     is read from a copy unless in_place."""
-    values = read_values(path, backend, limit, in_place)
-    if not values:
-        raise CaffepipeError(f"{path}: the {backend} database is empty; run `caffepipe build-db` again")
+    path = _existing_database(path, backend)
     try:
-        return decode_datums(values)
+        if backend == "lmdb":
+            images, labels = _read_lmdb(path, limit, lambda values, count: decode_datum_chunks(_in_chunks(values), count))
+        else:
+            images, labels = decode_datums(read_values(path, backend, limit, in_place))
     except DatumError as error:        # the keys were checked: record i has key record_key(i)
-        raise damaged_database(Path(path), backend, f"record {record_key(error.index)!r}: {error.reason}") from None
+        raise damaged_database(path, backend, f"record {record_key(error.index)!r}: {error.reason}") from None
+    if not len(labels):
+        raise CaffepipeError(f"{path}: the {backend} database is empty; run `caffepipe build-db` again")
+    return images, labels
 
 
 def check_database(path: str | Path, backend: str) -> int:
