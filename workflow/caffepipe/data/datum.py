@@ -6,7 +6,7 @@ and against Caffe's own convert_mnist_data), and it keeps pycaffe out of the sta
 Keys are b'%08d' % index, as convert_mnist_data writes them, so our databases and Caffe's are interchangeable.
 
 The stages read a database whole (read_db): LMDB's values in one call, without the keys, then decoded as one
-batch (decode_datums): about 2.2x a plain caffe_pb2 loop and 6x the per-record parse it replaced
+batch (decode_datums): about 2.5x a plain caffe_pb2 loop and 6.7x the per-record parse it replaced
 (bench/results/read_datum_speed.md).
 """
 from __future__ import annotations
