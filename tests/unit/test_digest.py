@@ -8,6 +8,7 @@ import pytest
 
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.pipeline.digest import NOT_CONTENT, digest_path, folder_digest, main
+from caffepipe.pipeline.stages import STAGES
 from tests.conftest import REPO
 
 
@@ -52,9 +53,15 @@ def test_files_that_are_not_content_leave_the_digest_alone(tmp_path: Path) -> No
 
 
 def test_not_content_is_exactly_what_dvc_ignores() -> None:
-    """Both tools must agree on what a folder holds, or one would trust a change the other sees."""
+    """Both tools must agree on what a folder holds, or one would trust a change the other sees. DVC also
+    ignores train's archive/ folders (`name/` patterns), which lie in data/train/<model>, inside no folder
+    output that has a digest."""
     lines = (line.strip() for line in (REPO / ".dvcignore").read_text().splitlines())
-    assert {line for line in lines if line and not line.startswith("#")} == NOT_CONTENT
+    entries = {line for line in lines if line and not line.startswith("#")}
+    assert {entry for entry in entries if not entry.endswith("/")} == NOT_CONTENT
+    assert {entry for entry in entries if entry.endswith("/")} == {"archive/"}
+    digested = [output.path for stage in STAGES for output in stage.outputs if output.has_digest]
+    assert not [path for path in digested if path.startswith("data/train")], digested
 
 
 def test_the_digest_lives_beside_its_folder() -> None:
