@@ -18,6 +18,7 @@ TIME_RECORDING = {
     "reports/train/{model}/test.csv": "parse-log: seconds since the start of training",
     "reports/train/{model}/metrics.json": "parse-log: seconds since the start of training",
     "reports/time/{model}": "caffe time: layer timings",
+    "reports/finetune/runs.csv": "finetune: each run's training seconds, from its log",
     "reports/index.html": "the report shows all of the above",
 }
 # seconds, even on the full data. finetune reads data/train whole (its source is any model's weights), logs
