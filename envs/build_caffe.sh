@@ -22,7 +22,11 @@ PYTHON=${1:?usage: envs/build_caffe.sh PYTHON}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOURCE_PACKAGE=caffe
 SOURCE_VERSION=1.0.0+git20180821.99bd997-8
-RECIPE_REVISION=1
+RECIPE_REVISION=2
+# Caffe's own gtest suites for the layers our patches touch (envs/caffe/*.patch), built into one small test
+# binary, bin/caffe-layer-tests, installed with the prefix; tests/integration/test_caffe_patches.py runs it.
+# Building Caffe's whole test suite (`make runtest`) takes far longer than CI can spend.
+LAYER_TESTS=(test_convolution_layer test_deconvolution_layer test_pooling_layer test_maxpool_dropout_layers)
 CMAKE_FLAGS=(
   -DCMAKE_BUILD_TYPE=Release
   -DCPU_ONLY=ON
@@ -39,7 +43,7 @@ CMAKE_FLAGS=(
 say() { echo "[build-caffe] $*" >&2; }
 
 abi=$("$PYTHON" -c 'import sys, numpy; print("py%d.%d-numpy%s" % (sys.version_info[0], sys.version_info[1], numpy.__version__.split(".")[0]))')
-key=$( { echo "$SOURCE_PACKAGE $SOURCE_VERSION r$RECIPE_REVISION $abi ${CMAKE_FLAGS[*]}"; cat "$here"/caffe/*.patch; } \
+key=$( { echo "$SOURCE_PACKAGE $SOURCE_VERSION r$RECIPE_REVISION $abi ${CMAKE_FLAGS[*]} ${LAYER_TESTS[*]}"; cat "$here"/caffe/*.patch; } \
        | sha256sum | cut -c1-16)
 cache=${CAFFEPIPE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/caffepipe}
 prefix=$cache/caffe-$SOURCE_VERSION-$abi-$key
@@ -91,6 +95,18 @@ make -C "$work/build" install DESTDIR="$work/stage" >"$work/install.log" 2>&1 \
   || { tail -20 "$work/install.log" >&2; say "error: installing Caffe failed"; exit 1; }
 
 staged=$work/stage$prefix
+
+# The layer tests: the test sources as they are after our patches, against the library just built. CPU_ONLY
+# and the USE_* switches must match the library's (CMAKE_FLAGS above), or the classes' layouts differ.
+test_sources=("$work/src/src/caffe/test/test_caffe_main.cpp" "$work/src/src/gtest/gtest-all.cpp")
+for name in "${LAYER_TESTS[@]}"; do test_sources+=("$work/src/src/caffe/test/$name.cpp"); done
+say "compiling Caffe's gtest suites for the patched layers (${LAYER_TESTS[*]})"
+g++ -O2 -DCPU_ONLY -DUSE_LMDB -DUSE_LEVELDB -DUSE_OPENCV -DUSE_HDF5 -DGTEST_USE_OWN_TR1_TUPLE \
+    -I"$work/build/include" -I"$work/src/include" -I"$work/src/src" \
+    -isystem /usr/include/hdf5/serial -isystem /usr/include/opencv4 "${test_sources[@]}" \
+    -L"$work/build/lib" -lcaffe -lglog -lgflags -lprotobuf -lboost_system -lpthread -Wl,-rpath,"$prefix/lib" \
+    -o "$staged/bin/caffe-layer-tests" >"$work/layer-tests.log" 2>&1 \
+  || { grep -v warning "$work/layer-tests.log" | tail -40 >&2; say "error: compiling Caffe's layer tests failed (log above)"; exit 1; }
 echo "$SOURCE_PACKAGE $SOURCE_VERSION $abi ${CMAKE_FLAGS[*]}" >"$staged/.caffepipe-build-info"
 touch "$staged/.caffepipe-complete"
 rm -rf "$prefix"            # a leftover without the completion mark is an interrupted build
