@@ -129,6 +129,8 @@ FAULTS = (
     Fault("visualize", garbage_text, "data/nets/{model}/deploy.prototxt"),
     Fault("visualize", garbage, "data/db/test_lmdb/data.mdb", names="data/db/test_lmdb"),
     Fault("sobel", truncated, "data/db/test_lmdb/data.mdb", names="data/db/test_lmdb"),
+    Fault("predict", truncated, "data/train/{model}/final.caffemodel"),
+    Fault("predict", broken_json, "data/images/manifest.json"),
     Fault("report", garbage, IDX),
     Fault("report", removed, "reports/analysis"),
     Fault("report", broken_json, "reports/bench/metrics.json"),
