@@ -100,7 +100,11 @@ def mnist_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_repo(tmp_path: Path, mnist_raw: Path) -> Path:
     """A copy of this repository (tracked and untracked-not-ignored files) with tiny params that read the
     session's MNIST from a local folder: a place to run the real Snakemake and DVC."""
-    repo = tmp_path / "repo"
+    return copy_tiny_repository(tmp_path / "repo", mnist_raw)
+
+
+def copy_tiny_repository(repo: Path, mnist_raw: Path) -> Path:
+    """What tiny_repo makes, at `repo`; for fixtures of a wider scope than one test."""
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
                            capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, files):
