@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import yaml
 
 from caffepipe.pipeline.stages import STAGES, stage
 from tests.conftest import CAFFEPIPE
@@ -77,6 +78,8 @@ class Fault:
     damage: Callable[[Path], None]
     target: str                 # what is damaged, relative to the repository root ({model}: the model)
     names: str = ""             # what the error must name (default: target)
+    # params set in the copy's params.yaml before the stage runs (dotted key, value)
+    params: tuple[tuple[str, object], ...] = ()
 
     @property
     def id(self) -> str:
@@ -93,10 +96,13 @@ class Fault:
 IDX = "data/raw/train-images-idx3-ubyte"
 LABELS = "data/raw/train-labels-idx1-ubyte"
 LOCAL_IDX = "local/train-images-idx3-ubyte"     # fetch's `local` source (params fetch.local_dir)
+# The pipeline's fetch also lists the `package` source (fine-tuning's Fashion-MNIST target comes from Debian's
+# package), which would rescue a damaged local MNIST file: the fetch faults leave `local` as the only source.
+LOCAL_ONLY = (("fetch.sources", ["local"]),)
 
 FAULTS = (
-    Fault("fetch", truncated, LOCAL_IDX, names="train-images-idx3-ubyte"),
-    Fault("fetch", garbage, LOCAL_IDX, names="train-images-idx3-ubyte"),
+    Fault("fetch", truncated, LOCAL_IDX, names="train-images-idx3-ubyte", params=LOCAL_ONLY),
+    Fault("fetch", garbage, LOCAL_IDX, names="train-images-idx3-ubyte", params=LOCAL_ONLY),
     Fault("build_db", truncated, IDX),
     Fault("build_db", garbage, LABELS),
     Fault("fetch_target", garbage_text, "params.yaml"),
@@ -163,6 +169,16 @@ def stage_outputs(name: str, root: Path) -> list[Path]:
     return [root / output.path.replace("{model}", MODEL) for output in stage(name).outputs]
 
 
+def set_params(path: Path, settings: tuple[tuple[str, object], ...]) -> None:
+    if not settings:
+        return
+    params = yaml.safe_load(path.read_text())
+    for key, value in settings:
+        section, name = key.split(".")
+        params[section][name] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
 def error_line(stderr: str, cli_name: str) -> str | None:
     """The CLI's one-line error, if it is the last line of stderr."""
     lines = stderr.strip().splitlines()
@@ -174,6 +190,7 @@ def test_a_damaged_input_is_one_clear_line_and_no_partial_output(fault: Fault, p
                                                                   record_property: Callable) -> None:
     root = tmp_path / "repo"
     shutil.copytree(pipeline, root, symlinks=True, ignore=shutil.ignore_patterns(".snakemake"))
+    set_params(root / "params.yaml", fault.params)
     fault.damage(fault.path(root))
     outputs = stage_outputs(fault.stage, root)
     before = {output: tree_digest(output) for output in outputs}
