@@ -77,13 +77,17 @@ check_slurm_conf_is_ours() {
   fi
 }
 
+cpu_count() {   # the machine's CPUs; nproc alone obeys OMP_NUM_THREADS, which a caller may have set to 1
+  env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc
+}
+
 node_memory_mb() {   # what slurmd may offer: 90% of the machine's memory (slurmd refuses a node claiming more)
   awk '/^MemTotal:/ {print int($2 / 1024 * 0.9)}' /proc/meminfo
 }
 
 write_configs() {
   local cpus memory
-  cpus=$(nproc)
+  cpus=$(cpu_count)
   memory=$(node_memory_mb)
   mkdir -p "$state"/{run,log,slurmctld,slurmd,munge}
   chmod 755 "$state"
@@ -262,7 +266,7 @@ up() {
   done
   [ "$started" -gt 0 ] || say "already up"
   wait_until 30 "the node 'localhost'" node_is_ready
-  say "up: cluster '$CLUSTER_NAME', node localhost with $(nproc) CPUs and $(node_memory_mb) MB; state in $state"
+  say "up: cluster '$CLUSTER_NAME', node localhost with $(cpu_count) CPUs and $(node_memory_mb) MB; state in $state"
 }
 
 down() {
