@@ -112,7 +112,8 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
 
     bench = root / "bench"
     _write(bench / "io.csv", "format,images_per_s,seconds\nlmdb,250000.5,0.1\nleveldb,180000.25,0.2\npng,9000.75,3.1\n")
-    _write(bench / "metrics.json", json.dumps({"lmdb_images_per_s": 250000.5, "png_images_per_s": 9000.75}))
+    _write(bench / "metrics.json", json.dumps({"lmdb_images_per_s": 250000.5, "png_images_per_s": 9000.75,
+                                                  "python_lmdb_over_jpeg_warm": 27.78, "caffe_lmdb_over_jpeg_warm": 10.6}))
     _png(bench / "io.png")
 
     train, eval_dir = root / "train", root / "eval"
