@@ -95,3 +95,31 @@ def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_pat
 
 # The report of a tiny real run, by every stage under Snakemake, is opened in Chromium by
 # tests/integration/test_orchestrators.py (one pipeline run serves both checks).
+
+
+def test_the_readme_screenshots_come_from_one_command(tmp_path: Path) -> None:
+    """`python -m tests.report_screenshots` photographs a page that passes the browser check."""
+    from caffepipe.report import report
+    from tests.stage_outputs import report_argv, report_inputs
+
+    inputs = report_inputs(tmp_path / "work")
+    report.main(report_argv(inputs))
+    shots = tmp_path / "shots"
+    made = subprocess.run([sys.executable, "-m", "tests.report_screenshots", str(inputs["out"]), "--out", str(shots)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert made.returncode == 0, made.stdout + made.stderr
+    sizes = {}
+    for name in ("report-top.png", "report-cnn-vs-mlp.png", "report-overview.png"):
+        with Image.open(shots / name) as shot:
+            sizes[name] = shot.size
+    assert sizes["report-top.png"] == (1280, 1000)
+    assert sizes["report-overview.png"][0] == 160 and sizes["report-overview.png"][1] > 500
+    assert 0 < sizes["report-cnn-vs-mlp.png"][1] < 2000
+
+    broken = tmp_path / "broken.html"
+    broken.write_text('<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>b</title>'
+                      '</head><body><img src="missing.png" alt="missing"></body></html>')
+    refused = subprocess.run([sys.executable, "-m", "tests.report_screenshots", str(broken), "--out", str(tmp_path / "no")],
+                             cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode == 2 and "does not pass the browser check" in refused.stderr
+    assert not (tmp_path / "no").exists()
