@@ -5,6 +5,7 @@ Matplotlib runs headless (Agg): stages run under orchestrators and in CI, with n
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +18,9 @@ from caffepipe.core.atomic import atomic_output  # noqa: E402
 
 DPI = 110
 PALETTE = "colorblind"
-MODEL_COLORS = {"lenet": "#0173b2", "mlp": "#de8f05"}
+# One fixed colour per model (the colour-blind palette's), so that figures are byte-identical between runs.
+MODEL_COLORS = {"lenet": "#0173b2", "mlp": "#de8f05", "gapnet": "#029e73", "lenet_bn": "#d55e00",
+                "resnet": "#cc78bc", "inception": "#ca9161"}
 
 
 def apply_style() -> None:
@@ -28,7 +31,7 @@ def apply_style() -> None:
 
 def model_color(model: str) -> str:
     palette = sns.color_palette(PALETTE).as_hex()
-    return MODEL_COLORS.get(model, palette[hash(model) % len(palette)])
+    return MODEL_COLORS.get(model, palette[zlib.crc32(model.encode()) % len(palette)])   # hash() varies per process
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
