@@ -17,7 +17,7 @@ The models:
 - lenet_bn: LeNet with BatchNorm + Scale after each convolution, and Dropout before its classifier.
 - gapnet: all-convolutional with BatchNorm, ending in global average pooling and ONE InnerProduct: the class
   activation map (CAM) architecture (evaluation/cam.py). Its last convolution keeps a 7x7 map, so a CAM
-  locates at 4-pixel resolution.
+  locates at 4-pixel resolution. It is in the default pipeline, so it costs about what LeNet costs.
 - resnet: a small residual net: Eltwise-sum blocks with BatchNorm, a 1x1 projection shortcut where the shape
   changes, global average pooling (so it has CAMs too).
 - inception: two Inception-style blocks (parallel 1x1 / 3x3 / 5x5 / pool-projection branches joined by
@@ -102,10 +102,11 @@ def _batch_norm(caffe: Any, net: Any, name: str, top: Any, train: bool) -> Any:
 
 
 def _conv_bn(caffe: Any, net: Any, name: str, bottom: Any, outputs: int, kernel: int, train: bool, *,
-             stride: int = 1, relu: bool = True) -> Any:
-    """Convolution (no bias, 'same' padding) -> BatchNorm -> Scale [-> ReLU], all after the first in place."""
+             stride: int = 1, relu: bool = True, same: bool = True) -> Any:
+    """Convolution (no bias; 'same' padding unless same=False) -> BatchNorm -> Scale [-> ReLU], all after the
+    first in place."""
     L = caffe.layers
-    conv = L.Convolution(bottom, num_output=outputs, kernel_size=kernel, pad=kernel // 2, stride=stride,
+    conv = L.Convolution(bottom, num_output=outputs, kernel_size=kernel, pad=kernel // 2 if same else 0, stride=stride,
                          bias_term=False, param=[{"lr_mult": 1}], weight_filler=MSRA)
     setattr(net, name, conv)
     _batch_norm(caffe, net, name, conv, train)
@@ -128,9 +129,9 @@ def _global_average_pool(caffe: Any, bottom: Any) -> Any:
 def lenet_bn(caffe: Any, net: Any, data: Any, train: bool = False) -> Any:
     """LeNet with BatchNorm + Scale after each convolution, and Dropout on its 500 hidden units."""
     L = caffe.layers
-    net.conv1 = _conv_bn(caffe, net, "conv1", data, 20, 5, train, relu=False)
+    net.conv1 = _conv_bn(caffe, net, "conv1", data, 20, 5, train, relu=False, same=False)     # LeNet's 24x24
     net.pool1 = _max_pool(caffe, net.conv1)
-    net.conv2 = _conv_bn(caffe, net, "conv2", net.pool1, 50, 5, train, relu=False)
+    net.conv2 = _conv_bn(caffe, net, "conv2", net.pool1, 50, 5, train, relu=False, same=False)
     net.pool2 = _max_pool(caffe, net.conv2)
     net.ip1 = _inner_product(L, net.pool2, 500)
     net.relu1 = L.ReLU(net.ip1, in_place=True)
@@ -142,18 +143,18 @@ def lenet_bn(caffe: Any, net: Any, data: Any, train: bool = False) -> Any:
 def gapnet(caffe: Any, net: Any, data: Any, train: bool = False) -> Any:
     """All-convolutional with BatchNorm: 28x28 -> 14x14 -> 7x7, then global average pooling and one InnerProduct.
 
-    The CAM architecture: each class's logit is a weighted sum of conv5's channel means, so the same weights
-    applied to conv5's 7x7 maps show where the class's evidence is (evaluation/cam.py).
+    The CAM architecture: each class's logit is a weighted sum of conv3's channel means, so the same weights
+    applied to conv3's 7x7 maps show where the class's evidence is (evaluation/cam.py). About as many
+    multiply-adds as LeNet (2.6 M per image), so that it fits the default pipeline's time budget; its last
+    layer sees 22x22 pixels, most of a digit.
     """
     L = caffe.layers
     net.conv1 = _conv_bn(caffe, net, "conv1", data, 16, 5, train)
     net.pool1 = _max_pool(caffe, net.conv1)
     net.conv2 = _conv_bn(caffe, net, "conv2", net.pool1, 32, 3, train)
-    net.conv3 = _conv_bn(caffe, net, "conv3", net.conv2, 32, 3, train)
-    net.pool2 = _max_pool(caffe, net.conv3)
-    net.conv4 = _conv_bn(caffe, net, "conv4", net.pool2, 64, 3, train)
-    net.conv5 = _conv_bn(caffe, net, "conv5", net.conv4, 64, 3, train)
-    net.gap = _global_average_pool(caffe, net.conv5)
+    net.pool2 = _max_pool(caffe, net.conv2)
+    net.conv3 = _conv_bn(caffe, net, "conv3", net.pool2, 96, 3, train)
+    net.gap = _global_average_pool(caffe, net.conv3)
     net.ip = _inner_product(L, net.gap, NUM_CLASSES)
     return net.ip
 
@@ -175,14 +176,13 @@ def _residual_block(caffe: Any, net: Any, name: str, bottom: Any, inputs: int, o
 
 
 def resnet(caffe: Any, net: Any, data: Any, train: bool = False) -> Any:
-    """A small residual net: a 3x3 stem, three residual blocks (32 at 14x14, then 64 at 7x7 with a projection
-    shortcut, then 64), global average pooling, Dropout and one InnerProduct."""
+    """A small residual net: a 3x3 stem, two residual blocks (32 channels at 14x14, then 64 at 7x7 with a
+    projection shortcut), global average pooling, Dropout and one InnerProduct."""
     L = caffe.layers
     net.conv1 = _conv_bn(caffe, net, "conv1", data, 32, 3, train)
     net.pool1 = _max_pool(caffe, net.conv1)
     top = _residual_block(caffe, net, "res2", net.pool1, 32, 32, 1, train)
     top = _residual_block(caffe, net, "res3", top, 32, 64, 2, train)
-    top = _residual_block(caffe, net, "res4", top, 64, 64, 1, train)
     net.gap = _global_average_pool(caffe, top)
     net.drop = L.Dropout(net.gap, in_place=True, dropout_ratio=0.2)
     net.ip = _inner_product(L, net.drop, NUM_CLASSES)
@@ -238,9 +238,9 @@ MODELS: dict[str, Architecture] = {
     "lenet_bn": Architecture("lenet_bn", "LeNet-BN", lenet_bn,
                              "conv20-bn-pool-conv50-bn-pool-ip500-relu-dropout-ip10"),
     "gapnet": Architecture("gapnet", "GAPNet", gapnet,
-                           "conv16(5x5)-pool-conv32-conv32-pool-conv64-conv64-gap-ip10, BatchNorm after every conv"),
+                           "conv16(5x5)-pool-conv32-pool-conv96-gap-ip10, BatchNorm after every conv"),
     "resnet": Architecture("resnet", "ResNet-small", resnet,
-                           "conv32-pool-res32-res64(stride 2, projection)-res64-gap-dropout-ip10"),
+                           "conv32-pool-res32-res64(stride 2, projection)-gap-dropout-ip10"),
     "inception": Architecture("inception", "Inception-small", inception,
                               "conv32-pool-inception(64)-pool-inception(112)-gap-dropout-ip10"),
 }
