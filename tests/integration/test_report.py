@@ -20,7 +20,7 @@ from tests.stage_outputs import report_argv, report_inputs
 
 pytestmark = pytest.mark.integration
 
-SECTIONS = ("summary", "data", "bench", "training", "comparison", "analysis", "timing", "visualizations", "finetune", "run")
+SECTIONS = ("summary", "data", "bench", "training", "comparison", "zoo", "cam", "analysis", "timing", "visualizations", "finetune", "run")
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
@@ -69,12 +69,12 @@ def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path
     page = PageParser()
     page.feed(html)
     assert [identifier for identifier in page.ids if identifier in SECTIONS] == list(SECTIONS)
-    assert page.toc[:7] == ["#summary", "#data", "#bench", "#training", "#comparison", "#analysis",
-                                            "#analysis-which"]
+    assert page.toc[:9] == ["#summary", "#data", "#bench", "#training", "#comparison", "#zoo", "#cam", "#analysis",
+                            "#analysis-which"]
     assert {link.removeprefix("#") for link in page.toc} <= set(page.ids)
-    # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, 2 filter figures, Sobel,
-    # fine-tuning
-    assert len(page.images) == 11
+    # data grid, read benchmark, training curves, the zoo's error curves, gapnet's 2 CAM figures, 2 analysis
+    # figures, 3 layer charts, 3 filter figures (lenet, mlp, gapnet), Sobel, fine-tuning
+    assert len(page.images) == 16
     for image in page.images:
         assert image["src"].startswith("data:image/png;base64,")
         assert image["alt"]

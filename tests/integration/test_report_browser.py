@@ -13,7 +13,7 @@ from PIL import Image
 from caffepipe.core import caffe_env
 from tests.conftest import REPO, run_caffepipe
 from tests.report_browser import check_page
-from tests.stage_outputs import MODEL_KINDS, stage_workdir, upstream_reports
+from tests.stage_outputs import MODEL_KINDS, cam_reports, stage_workdir, upstream_reports
 
 pytestmark = pytest.mark.integration
 
@@ -61,6 +61,7 @@ def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_pat
     """The real time, visualize, sobel and report commands on tiny nets; the other stages' files made up."""
     work = stage_workdir(caffe_env.import_caffe(threads=1), tmp_path / "work")
     upstream = upstream_reports(work / "reports")
+    cam = cam_reports(work / "reports")["cam"]
     for model in MODEL_KINDS:
         common = ["--params", "params.yaml", "--model", model, "--nets", f"nets/{model}", "--weights", f"nets/{model}/final.caffemodel"]
         run_caffepipe("time", *common, "--out", f"reports/time/{model}", "--threads", "1", cwd=work)
@@ -70,7 +71,7 @@ def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_pat
                   "--train", str(upstream["train"]), "--eval", str(upstream["eval"]), "--analysis", str(upstream["analysis"]),
                   "--analysis-metrics", str(upstream["analysis_metrics"]),
                   "--time", "reports/time", "--visualize", "reports/visualize", "--sobel", "reports/sobel",
-                  "--finetune", str(upstream["finetune"]), "--out", "reports/index.html", cwd=work)
+                  "--finetune", str(upstream["finetune"]), "--cam", str(cam), "--out", "reports/index.html", cwd=work)
 
     screenshot = tmp_path / "screenshot.png"
     result = check_page(work / "reports/index.html", screenshot=screenshot, follow_toc_links=True)
@@ -87,8 +88,9 @@ def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_pat
     assert result.toc_current["analysis-which"] == ["analysis", "analysis-which"]
     assert result.toc_current["training"] == ["training"]
     # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, Sobel,
-    # lenet: filters + conv1 pool1 conv2 pool2, mlp: filters + ip1 ip2, fine-tuning
-    assert len(result.images) == 8 + 5 + 3 + 1
+    # lenet: filters + conv1 pool1 conv2 pool2, mlp: filters + ip1 ip2, fine-tuning, the zoo's error curves
+    # (neither model has class activation maps)
+    assert len(result.images) == 8 + 5 + 3 + 1 + 1
     assert result.title == "caffepipe report"
     with Image.open(screenshot) as shot:
         assert shot.size == (1280, result.page_height) and result.page_height > 4000

@@ -34,7 +34,7 @@ def test_generate_needs_the_db_info(tmp_path: Path) -> None:
 
 def test_unknown_models_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CaffepipeError, match="known models"):
-        models.architecture("resnet")
+        models.architecture("vgg")
     (tmp_path / "info.json").write_text(json.dumps({"test": 10}))
     params = tiny_params(netgen={"models": ["lenet"]})
     with pytest.raises(CaffepipeError, match="not in params"):

@@ -170,8 +170,8 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/db",),    # info.json: test_iter must cover the whole test set
         outputs=(Output("data/nets/{model}", directory=True),),
         params=("netgen", "train"),
-        code=("training/netgen.py", "training/models.py", "training/nets_folder.py", "core/caffe_env.py",
-              "data/datum.py", "core/upstream.py"),
+        code=("training/netgen.py", "training/models.py", "training/solver_settings.py", "training/nets_folder.py",
+              "core/caffe_env.py", "data/datum.py", "core/upstream.py"),
     ),
     Stage(
         name="train",
@@ -194,7 +194,8 @@ STAGES: tuple[Stage, ...] = (
         params=("train",),
         code=("training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
               "training/random_state.py", "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
-              "training/initial_weights.py", "core/progress.py", "core/caffe_env.py", "data/datum.py"),
+              "training/initial_weights.py", "training/solver_settings.py", "core/progress.py", "core/caffe_env.py",
+              "data/datum.py"),
         threads="train.threads",
         mem_mb=4000,
         runtime_min=120,
@@ -244,8 +245,8 @@ STAGES: tuple[Stage, ...] = (
               "data/idx.py", "training/netgen.py", "training/models.py", "training/parse_log.py",
               "training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
               "training/random_state.py", "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
-              "training/initial_weights.py", "core/progress.py", "core/caffe_env.py", "core/upstream.py",
-              "data/datum.py"),
+              "training/initial_weights.py", "training/solver_settings.py", "core/progress.py", "core/caffe_env.py",
+              "core/upstream.py", "data/datum.py"),
         threads="finetune.threads",
         mem_mb=4000,
         runtime_min=60,
@@ -286,10 +287,26 @@ STAGES: tuple[Stage, ...] = (
             Output("reports/analysis-metrics.json", metric=True),
         ),
         params=("analyze", MODELS_PARAM, "netgen.backend"),
-        code=("evaluation/analyze.py", "evaluation/error_stats.py", "evaluation/analyze_figures.py",
+        code=("evaluation/analyze.py", "evaluation/error_stats.py", "evaluation/analyze_figures.py", "evaluation/hard_images.py",
               "data/class_names.py", "evaluation/eval_files.py", "core/figures.py", "data/datum.py",
               "core/upstream.py"),
         mem_mb=4000,
+    ),
+    Stage(
+        name="cam",
+        summary="class activation maps of a global-average-pooling model: where it looked, right and wrong",
+        per_model=True,
+        command=(
+            "caffepipe cam --params params.yaml --model {model} --nets data/nets/{model}"
+            " --weights data/train/{model}/final.caffemodel --eval data/eval/{model} --db data/db"
+            " --out reports/cam/{model}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel", "data/eval/{model}", "data/db"),
+        outputs=(Output("reports/cam/{model}", directory=True),),
+        params=("cam", "netgen.backend"),
+        code=("evaluation/cam.py", "evaluation/cam_figures.py", "evaluation/eval_files.py", "evaluation/error_stats.py",
+              "training/models.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
+              "core/caffe_env.py", "core/figures.py", "data/datum.py"),
     ),
     Stage(
         name="time",
@@ -302,7 +319,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel"),
         outputs=(Output("reports/time/{model}", directory=True),),
         params=("time",),
-        code=("inspection/time.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
+        code=("inspection/time.py", "inspection/complexity.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
               "core/caffe_env.py", "data/datum.py", "core/figures.py"),
         threads="time.threads",
     ),
@@ -357,7 +374,7 @@ STAGES: tuple[Stage, ...] = (
             "caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train"
             " --eval reports/eval --analysis reports/analysis --analysis-metrics reports/analysis-metrics.json"
             " --time reports/time --visualize reports/visualize --sobel reports/sobel --finetune reports/finetune"
-            " --out reports/index.html"
+            " --cam reports/cam --out reports/index.html"
         ),
         inputs=(
             "data/raw",
@@ -377,12 +394,13 @@ STAGES: tuple[Stage, ...] = (
             "reports/finetune/runs.csv",
             "reports/finetune/curves.csv",
             "reports/finetune/weight_change.csv",
+            "reports/cam/{models}",
         ),
         outputs=(Output("reports/index.html"),),
         params=("report", MODELS_PARAM),
         code=("report/report.py", "report/summary.py", "report/baseline.py", "report/images.py", *REPORT_TEMPLATES,
               "evaluation/error_stats.py", "core/caffe_env.py", "data/class_names.py", "data/idx.py",
-              "core/figures.py", "core/upstream.py"),
+              "core/figures.py", "core/upstream.py", "report/zoo_section.py", "report/cam_section.py"),
     ),
 )
 

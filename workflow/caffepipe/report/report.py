@@ -29,6 +29,7 @@ Sections and where each one's numbers come from:
 - layer timings: --time/<model>/ (`caffepipe time`);
 - visualisations: --visualize/<model>/index.json (`caffepipe visualize`) and --sobel/index.json (`caffepipe sobel`);
 - fine-tuning: runs.csv, curves.csv and weight_change.csv from --finetune (`caffepipe finetune`);
+- the zoo and class activation maps: zoo_section.py and cam_section.py (--cam, `caffepipe cam`);
 - run information: the data's provenance (--raw/source.json), the baseline commit, the params, tool versions,
   the git commit and its date.
 
@@ -66,6 +67,8 @@ from caffepipe.pipeline.params import add_params_argument, load_params
 from caffepipe.report import summary
 from caffepipe.report.baseline import Baseline, resolve_baseline
 from caffepipe.report.images import compact_png
+from caffepipe.report.cam_section import cam_section
+from caffepipe.report.zoo_section import zoo_section
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +128,7 @@ class ReportInputs:
     visualize: Path
     sobel: Path
     finetune: Path
+    cam: Path
     out: Path
     baseline: Baseline
 
@@ -705,6 +709,9 @@ SECTIONS: tuple[Section, ...] = (
     Section("bench", "Read benchmark", bench_section),
     Section("training", "Training curves", training_curves),
     Section("comparison", "Model comparison", comparison_section),
+    Section("zoo", "The zoo: every model side by side",
+            lambda inputs: zoo_section(inputs.models, inputs.train, inputs.eval, inputs.time, inputs.analysis)),
+    Section("cam", "Where it looked: class activation maps", lambda inputs: cam_section(inputs.cam, inputs.models)),
     Section("analysis", "Error analyses", analysis_section),
     Section("timing", "Layer timings", timing_section),
     Section("visualizations", "Visualisations", visualization_section),
@@ -745,7 +752,7 @@ def read_inputs(args: argparse.Namespace) -> ReportInputs:
     return ReportInputs(params=params, params_path=Path(args.params), raw=args.raw, bench=args.bench,
                         train=args.train, eval=args.eval, analysis=args.analysis,
                         analysis_metrics=args.analysis_metrics, time=args.time, visualize=args.visualize,
-                        sobel=args.sobel, finetune=args.finetune, out=args.out,
+                        sobel=args.sobel, finetune=args.finetune, cam=args.cam, out=args.out,
                         baseline=resolve_baseline(params["report"]["baseline"], args.out.absolute().parent))
 
 
@@ -758,7 +765,7 @@ def main(argv: list[str]) -> int:
                        ("eval", "evaluation metrics (evaluate)"),
                        ("analysis", "error analyses (analyze)"), ("time", "layer timings (time)"),
                        ("visualize", "visualisations (visualize)"), ("sobel", "Sobel figure (sobel)"),
-                       ("finetune", "fine-tuning tables (finetune)")):
+                       ("finetune", "fine-tuning tables (finetune)"), ("cam", "class activation maps (cam)")):
         parser.add_argument(f"--{name}", required=True, type=Path, help=f"folder of {what}")
     parser.add_argument("--analysis-metrics", required=True, type=Path,
                         help="analyze's headline numbers per model (reports/analysis-metrics.json)")

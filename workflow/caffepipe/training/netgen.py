@@ -6,7 +6,8 @@ Output folder (--out), written as a whole or not at all:
     train.prototxt   Data layer (the training DB, TRAIN batch) -> architecture -> SoftmaxWithLoss
     test.prototxt    Data layer (the test DB, TEST batch)      -> architecture -> Accuracy + SoftmaxWithLoss
     deploy.prototxt  Input "data" (N,1,28,28), pixels already scaled by models.INPUT_SCALE -> architecture -> Softmax "prob"
-    solver.prototxt  the `train` section of params.yaml as a caffe_pb2.SolverParameter
+    solver.prototxt  the `train` section of params.yaml, with the model's `train.overrides` entry applied
+                     (solver_settings.py), as a caffe_pb2.SolverParameter
 
 The nets are built with `caffe.net_spec` from the one architecture in models.py and the solver with
 `caffe_pb2.SolverParameter`: no prototxt is ever assembled from strings. Paths inside them (the databases,
@@ -31,6 +32,7 @@ from caffepipe.core.errors import CaffepipeError
 from caffepipe.core.upstream import read_json
 from caffepipe.training.models import INPUT_SCALE, INPUT_SHAPE, architecture
 from caffepipe.training.nets_folder import NET_FILES, SOLVER_FILE
+from caffepipe.training.solver_settings import solver_settings
 from caffepipe.pipeline.params import add_params_argument, load_params
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ def build_nets(caffe: Any, model: str, *, train_source: str, test_source: str, b
         return net.data
 
     train = caffe.NetSpec()
-    logits = arch.body(caffe, train, data_input(train, train_source, train_batch_size))
+    logits = arch.body(caffe, train, data_input(train, train_source, train_batch_size), train=True)
     train.loss = L.SoftmaxWithLoss(logits, train.label)
 
     test = caffe.NetSpec()
@@ -122,7 +124,7 @@ def generate(params: dict[str, Any], model: str, db_dir: Path, out_dir: Path) ->
     """Build the four prototxt texts of one model ({file name: text}); pure apart from importing Caffe."""
     from caffepipe.core.caffe_env import import_caffe  # noqa: PLC0415
 
-    netgen_params, train_params = params["netgen"], params["train"]
+    netgen_params, train_params = params["netgen"], solver_settings(params["train"], model)
     if model not in netgen_params["models"]:
         raise CaffepipeError(f"model {model!r} is not in params netgen.models ({', '.join(netgen_params['models'])})")
     backend = netgen_params["backend"]

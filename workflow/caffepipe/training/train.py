@@ -78,6 +78,7 @@ import faulthandler
 import json
 import logging
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -122,6 +123,7 @@ from caffepipe.training.inputs import (
     load_nets,
 )
 from caffepipe.training.nets_folder import SOLVER_FILE, TEST_NET_FILE, TRAIN_NET_FILE
+from caffepipe.training.solver_settings import solver_settings
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +216,13 @@ def log_marker(text: str) -> None:
     """A line of caffepipe's own in the Caffe log (fd 2); parse-log skips lines that are not glog's."""
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
     os.write(2, f"caffepipe train {stamp}: {text}\n".encode())
+
+
+def log_peak_memory() -> None:
+    """The process's peak resident memory so far, as a marker line parse-log reads into its metrics
+    (peak_memory_mb). Linux's ru_maxrss is in KiB; it covers the whole run: Caffe's nets, their buffers and
+    the Python side."""
+    log_marker(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB")
 
 
 # ---- training ------------------------------------------------------------------------------------------------
@@ -550,6 +559,7 @@ def _train_segment(caffe_pb2: Any, folder: TrainingFolder, state: TrainingState,
                           on_snapshot=lambda iteration, digest: record_snapshot(folder, state, iteration, segment, resumed, digest),
                           reseed=reseed)
         stop = session.run()
+    log_peak_memory()
     if stop is not None:
         log_marker(f"stopped by signal {stop.signum} at iteration {stop.iteration}")
         return stop.signum
@@ -584,7 +594,7 @@ def main(argv: list[str]) -> int:
     if threads < 1:
         raise CaffepipeError(f"--threads must be at least 1, not {threads}")
     request = TrainingRequest(model=args.model, nets=args.nets, db=args.db, out=args.out,
-                              train_params=params["train"], threads=threads, resume=args.resume, restart=args.restart,
+                              train_params=solver_settings(params["train"], args.model), threads=threads, resume=args.resume, restart=args.restart,
                               reproducibility_out=args.out_reproducibility)
     try:
         return train(request)
