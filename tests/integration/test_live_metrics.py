@@ -1,17 +1,23 @@
 """The DVCLive series of a tiny real training against parse-log's tables of its Caffe log (the oracle): the same
-iterations and the same values; a re-run with nothing to train leaves them, a lost folder is rebuilt from the log, a longer training continues them.
+iterations and the same values; a re-run with nothing to train leaves them, a lost folder is rebuilt from the log, a longer training continues them;
+and the real DVC draws them while training runs (`dvc plots show`) and has their last values as columns (`dvc exp show`).
 (A training killed with kill -9 and resumed: tests/faults/test_kill_resume.py; fine-tuning runs:
 tests/integration/test_finetune.py.)"""
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from caffepipe.training import live_metrics
+from tests.conftest import ORCHESTRATOR_ENV, copy_tiny_repository, git_repository, run_command, tiny_params, write_params
 from tests.integration.test_training import Workspace, tiny_db  # noqa: F401  (tiny_db: the fixture Workspace needs)
 
 pytestmark = pytest.mark.integration
@@ -93,3 +99,46 @@ def test_a_resume_continues_the_series_and_a_longer_training_extends_them(traine
     assert_series_match_tables(series, train, test)
     assert [step for step, _ in series["test/accuracy"]] == [0, 10, 20, 30, 40, 50, 60]
 
+
+
+def plotted_steps(plots: dict, path: str) -> list[int]:
+    """The steps `dvc plots show --json` has for one series file."""
+    return [int(point["step"]) for point in plots[path][0]["content"]["data"]["values"]]
+
+
+def test_dvc_draws_the_series_while_training_runs_and_shows_the_final_values(tmp_path: Path, mnist_raw: Path) -> None:
+    repo = copy_tiny_repository(tmp_path / "repo", mnist_raw)
+    max_iter = 300
+    write_params(repo / "params.yaml", tiny_params(
+        fetch={"sources": ["local"], "local_dir": str(mnist_raw)}, netgen={"models": ["lenet"]},
+        train={"max_iter": max_iter, "display": 10, "test_interval": 100, "snapshot_iters": []}))
+    git_repository(repo)
+    run_command(["dvc", "repro", "netgen"], repo)
+    series = f"{LIVE}/plots/metrics"
+    loss = repo / series / "train/loss.tsv"
+
+    training = subprocess.Popen(["dvc", "repro", "train"], cwd=repo, env=ORCHESTRATOR_ENV, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (loss.exists() and len(live_metrics.read_tsv_rows(loss.read_text())[1]) >= 3):
+        assert training.poll() is None and time.monotonic() < deadline, "training ended or stalled before 3 display steps"
+        time.sleep(0.05)
+    os.killpg(training.pid, signal.SIGSTOP)     # hold training still while DVC reads, so it is surely mid-run
+    try:
+        during = json.loads(run_command(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    finally:
+        os.killpg(training.pid, signal.SIGCONT)
+    steps = plotted_steps(during, f"{series}/train/loss.tsv")
+    assert steps[:3] == [0, 10, 20] and steps[-1] < max_iter - 10
+    assert training.wait(timeout=300) == 0
+
+    after = json.loads(run_command(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    assert plotted_steps(after, f"{series}/train/loss.tsv") == list(range(0, max_iter, 10))
+    assert plotted_steps(after, f"{series}/test/accuracy.tsv") == [0, 100, 200, 300]
+    assert {f"{series}/{name}.tsv" for name in ("train/learning_rate", "train/smoothed_loss", "test/loss",
+                                                 "perf/it_per_s")} <= set(after)
+    experiments = json.loads(run_command(["dvc", "exp", "show", "--json"], repo).stdout)
+    shown = experiments[0]["data"]["metrics"][f"{LIVE}/metrics.json"]["data"]
+    assert shown == json.loads((repo / LIVE / "metrics.json").read_text())
+    assert shown["step"] == max_iter and shown["test"]["accuracy"] == float(
+        live_metrics.read_tsv_rows((repo / series / "test/accuracy.tsv").read_text())[1][-1][1])
