@@ -272,8 +272,11 @@ class TrainingSeries:
         self.live = open_live(directory, resume=prepare_folder(directory, start, earlier_logs))
         self.caffe_log = CaffeLogTail(segment_log)
         net = solver.net  # pycaffe makes a new wrapper (and blob dict) on each access: keep one
-        loss_weights = net.blob_loss_weights
-        self.outputs = [(name, net.blobs[name], float(loss_weights[name])) for name in net.outputs]
+        # Views of the output blobs' memory, made once: a train net's outputs are never reshaped, so they follow
+        # every iteration's values, and reading them costs no new wrapper per iteration.
+        self.outputs = [(name, net.blobs[name].data) for name in net.outputs]
+        self.loss_terms = [(net.blobs[name].data, np.float32(weight))
+                           for name, weight in net.blob_loss_weights.items() if weight and name in net.outputs]
         self.last_display: tuple[int, float] | None = None
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
@@ -294,17 +297,22 @@ class TrainingSeries:
         # Every iteration's loss enters the smoothed loss, even with average_loss 1: Caffe then adds the difference
         # to the previous loss, and the rounding of those float32 sums carries over (a few microseconds here).
         displayed = self.display > 0 and iteration % self.display == 0
-        loss = np.float32(sum(np.float32(weight) * blob.data.sum(dtype=np.float32)
-                              for _, blob, weight in self.outputs if weight))
-        smoothed = self.smoothed.update(iteration, self.start, loss)
+        smoothed = self.smoothed.update(iteration, self.start, self.loss())
         if not displayed:
             return
         outputs = {}
-        for name, blob, _ in self.outputs:
-            flat = blob.data.ravel()
+        for name, data in self.outputs:
+            flat = data.ravel()
             outputs.update({name: float(flat[0])} if flat.size == 1
                            else {f"{name}/{index}": float(value) for index, value in enumerate(flat)})
         self.log_step(iteration, {**train_values(outputs, smoothed, float(self.solver.lr)), **self.speed(iteration)})
+
+    def loss(self) -> np.float32:
+        """The iteration's loss as Net::ForwardBackward sums it in float32: each loss output times its weight."""
+        total = np.float32(0)
+        for data, weight in self.loss_terms:
+            total = np.float32(total + weight * (data.item() if data.size == 1 else data.sum(dtype=np.float32)))
+        return total
 
     def speed(self, iteration: int) -> dict[str, float]:
         """Iterations per second since the previous display step of this run (none at its first)."""
