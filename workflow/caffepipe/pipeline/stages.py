@@ -55,10 +55,11 @@ class Output:
 
 @dataclass(frozen=True)
 class Plot:
-    """How `dvc plots` draws a CSV output."""
+    """How `dvc plots` draws a CSV output, or each file of a folder output (DVCLive's series: y and title left to
+    DVC, which draws every file's own column under the file's name)."""
     x: str
-    y: str
-    title: str
+    y: str | None = None
+    title: str | None = None
     template: str = "linear"
 
 
@@ -180,7 +181,7 @@ STAGES: tuple[Stage, ...] = (
         command=(
             "caffepipe train --params params.yaml --model {model} --nets data/nets/{model} --db data/db"
             " --out data/train/{model} --out-reproducibility reports/train/{model}/reproducibility.json"
-            " --threads {threads}"
+            " --out-live reports/train/{model}/live --threads {threads}"
         ),
         inputs=("data/nets/{model}", "data/db"),
         outputs=(
@@ -190,12 +191,16 @@ STAGES: tuple[Stage, ...] = (
             Output("data/train/{model}/caffe.log"),
             # whether the weights are bit-reproducible (the report says so when not), and the threads of each segment
             Output("reports/train/{model}/reproducibility.json", metric=True),
+            # DVCLive's series, written as it trains (training/live_metrics.py); kept like the snapshots, since a
+            # resumed run continues them. DVC: `dvc exp show` columns and `dvc plots show` curves, live.
+            Output("reports/train/{model}/live/metrics.json", metric=True, persist=True),
+            Output("reports/train/{model}/live/plots/metrics", directory=True, persist=True, plot=Plot(x="step")),
         ),
         params=("train",),
         code=("training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
               "training/random_state.py", "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
-              "training/initial_weights.py", "training/solver_settings.py", "core/progress.py", "core/caffe_env.py",
-              "data/datum.py"),
+              "training/initial_weights.py", "training/solver_settings.py", "training/live_metrics.py",
+              "training/parse_log.py", "core/progress.py", "core/caffe_env.py", "data/datum.py"),
         threads="train.threads",
         mem_mb=4000,
         runtime_min=120,
@@ -245,7 +250,8 @@ STAGES: tuple[Stage, ...] = (
               "data/idx.py", "training/netgen.py", "training/models.py", "training/parse_log.py",
               "training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
               "training/random_state.py", "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
-              "training/initial_weights.py", "training/solver_settings.py", "core/progress.py", "core/caffe_env.py",
+              "training/initial_weights.py", "training/solver_settings.py", "training/live_metrics.py",
+              "core/progress.py", "core/caffe_env.py",
               "core/upstream.py", "data/datum.py"),
         threads="finetune.threads",
         mem_mb=4000,

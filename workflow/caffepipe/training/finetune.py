@@ -19,7 +19,8 @@ size, one after the other, a training run (finetune_nets.py says what each mode 
     subsets/size-<N>/train_lmdb      the subset as its own LMDB (records copied byte for byte)
     <mode>-<N>/nets/                 the run's train, test and deploy nets and its solver (prototxt)
     <mode>-<N>/                      a `caffepipe train` folder: snapshots/, snapshots.json, final.caffemodel,
-                                     caffe.log (train.py)
+                                     caffe.log (train.py), and live/, the run's DVCLive series (live_metrics.py;
+                                     `dvc plots show data/finetune/runs/<mode>-<N>/live/plots/metrics`)
 --out-subsets                        {size: the chosen indices into the target's training database}
 --out-runs                           every run: mode, size, its folder, final weights and fingerprint
 --out-reports (reports/finetune/):
@@ -78,6 +79,7 @@ from caffepipe.training.train import TrainingRequest, train
 log = logging.getLogger(__name__)
 
 # The solver keys of the finetune section, as train's section names them (train checks the solver against them).
+LIVE_FOLDER = "live"      # in each run's folder: its DVCLive series, kept with its snapshots (the runs folder persists)
 SOLVER_KEYS = ("base_lr", "momentum", "weight_decay", "lr_policy", "gamma", "power", "max_iter", "test_interval",
                "display", "snapshot_interval", "snapshot_iters", "random_seed")
 
@@ -261,7 +263,7 @@ class Sweep:
         weights = None if run.mode == "scratch" else self.source.weights
         request = TrainingRequest(model=run.name, nets=folder / "nets", db=self.db, out=folder, train_params=values,
                                   threads=self.threads, initial_weights=weights,
-                                  more_dbs=(subset_folder(self.out, run.size),))
+                                  more_dbs=(subset_folder(self.out, run.size),), live_dir=folder / LIVE_FOLDER)
         return train(request)
 
 
