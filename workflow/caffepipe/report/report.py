@@ -46,7 +46,7 @@ from caffepipe.core import caffe_env
 
 from caffepipe.core import figures
 
-from caffepipe.data import idx
+from caffepipe.data import raw_images
 from caffepipe.core.atomic import write_text_atomic
 from caffepipe.data.class_names import class_names
 from caffepipe.core.errors import CaffepipeError
@@ -188,9 +188,10 @@ def key_value_table(mapping: dict[str, Any], caption: str = "") -> Table:
 def data_section(raw: Path) -> dict[str, Any]:
     """Counts per split and class, the source, and a grid of training digits of every class."""
     labels, images = {}, {}
-    for split, prefix in RAW_SPLITS.items():
-        labels[split] = idx.read_idx(require(raw / f"{prefix}-labels-idx1-ubyte", "fetch"))
-        images[split] = idx.read_idx(require(raw / f"{prefix}-images-idx3-ubyte", "fetch"))
+    for split in RAW_SPLITS:
+        for path in raw_images.split_files(raw, split):
+            require(path, "fetch")
+        images[split], labels[split] = raw_images.load_split(raw, split)
     source = read_json(raw / "source.json", "fetch")
     classes = sorted(set(np.unique(labels["train"]).tolist()) | set(np.unique(labels["test"]).tolist()))
     names = class_names(source.get("dataset"), max(classes) + 1)
@@ -198,11 +199,11 @@ def data_section(raw: Path) -> dict[str, Any]:
     per_class = {split: [int(np.sum(labels[split] == label)) for label in classes] for split in RAW_SPLITS}
     counts = pd.DataFrame({"class": [*shown, "all"],
                            **{split: [*per_class[split], len(labels[split])] for split in RAW_SPLITS}})
-    height, width = images["train"].shape[1:]
+    channels, height, width = images["train"].shape[1:]
     return {
         "counts": frame_table(counts, "Images per class", max_rows=None),
         "totals": {split: len(labels[split]) for split in RAW_SPLITS},
-        "shape": f"{height}x{width}",
+        "shape": f"{height}x{width}" + (" RGB" if channels == 3 else ""),
         "source": key_value_table(source, "Where the data came from (source.json)"),
         "grid": Figure(sample_grid(images["train"], labels["train"], classes, shown),
                        f"The first {SAMPLES_PER_CLASS} training images of each class", "sample grid of training digits"),
@@ -210,18 +211,22 @@ def data_section(raw: Path) -> dict[str, Any]:
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, classes: list[int], names: list[str]) -> str:
-    """One row per class, its first SAMPLES_PER_CLASS training digits, tiled into one image with thin gaps."""
-    height, width = images.shape[1:]
+    """One row per class, its first SAMPLES_PER_CLASS training images (N, C, H, W), tiled into one image with thin
+    white gaps: grey for one channel, colour for three."""
+    channels, height, width = images.shape[1:]
     gap = 2
-    grid = np.full((len(classes) * (height + gap) - gap, SAMPLES_PER_CLASS * (width + gap) - gap), np.nan)
+    grid = np.full((len(classes) * (height + gap) - gap, SAMPLES_PER_CLASS * (width + gap) - gap, channels), np.nan)
     for row, label in enumerate(classes):
         for column, index in enumerate(np.flatnonzero(labels == label)[:SAMPLES_PER_CLASS]):
             top, left = row * (height + gap), column * (width + gap)
-            grid[top:top + height, left:left + width] = images[index]
+            grid[top:top + height, left:left + width] = images[index].transpose(1, 2, 0)
     figures.apply_style()
     fig, ax = figures.plt.subplots(figsize=(SAMPLES_PER_CLASS * 0.55 + 0.6, len(classes) * 0.55 + 0.3), layout="constrained")
-    cmap = figures.plt.get_cmap("gray").with_extremes(bad="white")
-    ax.imshow(grid, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+    if channels == 3:
+        ax.imshow(np.nan_to_num(grid, nan=255).astype(np.uint8), interpolation="nearest")
+    else:
+        cmap = figures.plt.get_cmap("gray").with_extremes(bad="white")
+        ax.imshow(grid[..., 0], cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks([row * (height + gap) + height / 2 for row in range(len(classes))], names)
     ax.set_xticks([])
     ax.set_ylabel("class")
