@@ -68,6 +68,26 @@ def test_our_mean_image_is_byte_identical_to_compute_image_means(ours: Path) -> 
     assert (ours / "mean.binaryproto").read_bytes() == theirs.read_bytes()
 
 
+@pytest.mark.parametrize("shape,pooled", [((3, 32, 32), (64, 4, 4)), ((1, 28, 28), (64, 3, 3))])
+def test_cifar10_quick_has_caffes_shapes_and_runs_on_either_dataset(tmp_path: Path, shape, pooled) -> None:
+    from caffepipe.training import netgen
+
+    caffe = caffe_env.import_caffe(threads=1)
+    nets = netgen.build_nets(caffe, "cifar10_quick", train_source="db/train_lmdb", test_source="db/test_lmdb",
+                             backend="lmdb", train_batch_size=100, test_batch_size=100, shape=shape,
+                             mean_file="nets/mean.binaryproto")
+    transform = nets["train"].layer[0].transform_param
+    assert (transform.mean_file, transform.scale) == ("nets/mean.binaryproto", pytest.approx(1 / 256))
+    (tmp_path / "deploy.prototxt").write_text(str(nets["deploy"]))
+    net = caffe.Net(str(tmp_path / "deploy.prototxt"), caffe.TEST)
+    blobs = {name: tuple(blob.data.shape[1:]) for name, blob in net.blobs.items()}
+    assert blobs["data"] == shape and blobs["pool3"] == pooled and blobs["ip2"] == (10,)
+    if shape[0] == 3:       # Caffe's examples/cifar10/cifar10_quick_train_test.prototxt on 32x32 RGB images
+        assert [blobs[name] for name in ("conv1", "pool1", "conv2", "pool2", "conv3")] == \
+               [(32, 32, 32), (32, 16, 16), (32, 16, 16), (32, 8, 8), (64, 8, 8)]
+        assert sum(blob.data.size for blobs_of in net.params.values() for blob in blobs_of) == 145_578
+
+
 # --- the whole pipeline ------------------------------------------------------------------------------------------
 
 PER_BATCH, TEST_IMAGES = 128, 200        # 640 training images, as the tiny MNIST runs use
@@ -121,8 +141,40 @@ def test_the_whole_pipeline_runs_on_cifar10_in_colour(tmp_path: Path, mnist_raw:
     assert page.ok, page.describe()
     html = (repo / "reports/index.html").read_text()
     assert "airplane" in html and "32x32 RGB" in html
+    if orchestrator == "snakemake":
+        assert_predict_reads_colour_files_as_the_database_holds_them(repo, "cifar10_quick")
     if orchestrator == "dvc":
         assert "up to date" in run_command(["dvc", "status"], repo).stdout.lower()
     else:
         assert "Nothing to be done" in run_command(["snakemake", "-n", "--cores", "2"], repo).stdout
 
+
+
+def assert_predict_reads_colour_files_as_the_database_holds_them(repo: Path, model: str, count: int = 8) -> None:
+    """`caffepipe predict` on the exported PNGs (lossless) gives the deploy net's probabilities for the database's
+    pixels, minus the mean image, scaled: the colour path from file to net is the training data's."""
+    import numpy as np
+
+    from caffepipe.data.datum import read_db
+    from caffepipe.data.mean_image import decode_blob_proto
+
+    out = repo / "colour-predictions"
+    files = [f"data/images/png/{index:05d}.png" for index in range(count)]
+    run_command(["caffepipe", "predict", "--nets", f"data/nets/{model}", "--weights", f"data/train/{model}/final.caffemodel",
+                 "--source", "data/raw/source.json", "--top-k", "10", "--out", str(out), *files], repo)
+    images, _ = read_db(repo / "data/db/train_lmdb", "lmdb", limit=count)
+    mean = decode_blob_proto((repo / f"data/nets/{model}/mean.binaryproto").read_bytes())
+    caffe = caffe_env.import_caffe(threads=1)
+    net = caffe.Net(str(repo / f"data/nets/{model}/deploy.prototxt"), str(repo / f"data/train/{model}/final.caffemodel"),
+                    caffe.TEST)
+    net.blobs["data"].reshape(*images.shape)
+    net.reshape()
+    net.blobs["data"].data[...] = (images.astype(np.float32) - mean) * np.float32(1 / 256)
+    expected = net.forward()["prob"].reshape(count, -1)
+    record = json.loads((out / "predictions.json").read_text())
+    assert record["classes"][0] == "airplane"
+    for index, image in enumerate(record["images"]):
+        got = np.zeros(10, dtype=np.float32)
+        for entry in image["top"]:
+            got[entry["class"]] = entry["probability"]
+        np.testing.assert_allclose(got, expected[index], rtol=1e-5, atol=1e-6)

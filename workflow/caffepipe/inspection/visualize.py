@@ -228,7 +228,10 @@ def visualize(caffe, model: str, nets: Path, weights: Path, db_dir: Path, sample
     with atomic_output(out, directory=True) as temporary:
         name, kind, filters = first_layer_filters(net, images.shape[1:])
         plot_filters(name, kind, filters, model, temporary / "filters.png")
-        caption = (f"{model}: the first {len(filters)} {name} kernels; red weights respond to ink, blue to its absence"
+        colour_caption = (f"{model}: the first {len(filters)} {name} kernels in colour: each pixel shows the kernel's red, "
+                          "green and blue weights (grey is 0, one scale for all)")
+        caption = ((colour_caption if filters.ndim == 4 else
+                    f"{model}: the first {len(filters)} {name} kernels; red weights respond to ink, blue to its absence")
                    if kind == "Convolution" else
                    f"{model}: the weights of the first {len(filters)} {name} units, each reshaped to the "
                    f"{filters.shape[-2]}x{filters.shape[-1]} input: the pattern the unit responds to")
