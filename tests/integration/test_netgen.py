@@ -118,7 +118,7 @@ def test_default_solver_reproduces_caffes_lenet_solver() -> None:
 def test_generate_writes_parseable_prototxt_with_the_db_paths(tmp_path: Path) -> None:
     db = tmp_path / "db"
     db.mkdir()
-    (db / "info.json").write_text(json.dumps({"train": 640, "test": 200}))
+    (db / "info.json").write_text(json.dumps({"train": 640, "test": 200, "channels": 1, "height": 28, "width": 28}))
     texts = netgen.generate(tiny_params(), "mlp", db, tmp_path / "nets")
     assert set(texts) == {"train.prototxt", "test.prototxt", "deploy.prototxt", "solver.prototxt"}
     train = text_format.Parse(texts["train.prototxt"], caffe_pb2.NetParameter())

@@ -61,7 +61,7 @@ from caffepipe.core import caffe_env, figures
 from caffepipe.core.atomic import write_text_atomic
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.core.upstream import read_json, require
-from caffepipe.data import idx
+from caffepipe.data import raw_images
 from caffepipe.data.class_names import class_names
 from caffepipe.pipeline.params import add_params_argument, load_params
 from caffepipe.report import summary
@@ -252,9 +252,10 @@ def data_section(inputs: ReportInputs) -> dict[str, Any]:
     its checksums, is under Run information.)"""
     raw = inputs.raw
     labels, images = {}, {}
-    for split, prefix in RAW_SPLITS.items():
-        labels[split] = idx.read_idx(require(raw / f"{prefix}-labels-idx1-ubyte", "fetch"))
-        images[split] = idx.read_idx(require(raw / f"{prefix}-images-idx3-ubyte", "fetch"))
+    for split in RAW_SPLITS:
+        for path in raw_images.split_files(raw, split):
+            require(path, "fetch")
+        images[split], labels[split] = raw_images.load_split(raw, split)
     source = read_json(raw / "source.json", "fetch")
     classes = sorted(set(np.unique(labels["train"]).tolist()) | set(np.unique(labels["test"]).tolist()))
     names = class_names(source.get("dataset"), max(classes) + 1)
@@ -262,30 +263,34 @@ def data_section(inputs: ReportInputs) -> dict[str, Any]:
     per_class = {split: [int(np.sum(labels[split] == label)) for label in classes] for split in RAW_SPLITS}
     counts = pd.DataFrame({"class": [*shown, "all"],
                            **{split: [*per_class[split], len(labels[split])] for split in RAW_SPLITS}})
-    height, width = images["train"].shape[1:]
+    channels, height, width = images["train"].shape[1:]
     return {
         "counts": frame_table(counts, "Images per class", max_rows=None),
         "totals": {split: len(labels[split]) for split in RAW_SPLITS},
-        "shape": f"{height}x{width}",
+        "shape": f"{height}x{width}" + (" RGB" if channels == 3 else ""),
         "grid": Figure(sample_grid(images["train"], labels["train"], classes, shown),
                        f"The first {SAMPLES_PER_CLASS} training images of each class", "sample grid of training digits",
-                       [inputs.link(raw / f"train-{kind}-idx{dims}-ubyte") for kind, dims in (("images", 3), ("labels", 1))]),
+                       [inputs.link(path) for path in raw_images.split_files(raw, "train")]),
     }
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, classes: list[int], names: list[str]) -> str:
-    """One row per class, its first SAMPLES_PER_CLASS training digits, tiled into one image with thin gaps."""
-    height, width = images.shape[1:]
+    """One row per class, its first SAMPLES_PER_CLASS training images (N, C, H, W), tiled into one image with thin
+    white gaps: grey for one channel, colour for three."""
+    channels, height, width = images.shape[1:]
     gap = 2
-    grid = np.full((len(classes) * (height + gap) - gap, SAMPLES_PER_CLASS * (width + gap) - gap), np.nan)
+    grid = np.full((len(classes) * (height + gap) - gap, SAMPLES_PER_CLASS * (width + gap) - gap, channels), np.nan)
     for row, label in enumerate(classes):
         for column, index in enumerate(np.flatnonzero(labels == label)[:SAMPLES_PER_CLASS]):
             top, left = row * (height + gap), column * (width + gap)
-            grid[top:top + height, left:left + width] = images[index]
+            grid[top:top + height, left:left + width] = images[index].transpose(1, 2, 0)
     figures.apply_style()
     fig, ax = figures.plt.subplots(figsize=(SAMPLES_PER_CLASS * 0.55 + 0.6, len(classes) * 0.55 + 0.3), layout="constrained")
-    cmap = figures.plt.get_cmap("gray").with_extremes(bad="white")
-    ax.imshow(grid, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+    if channels == 3:
+        ax.imshow(np.nan_to_num(grid, nan=255).astype(np.uint8), interpolation="nearest")
+    else:
+        cmap = figures.plt.get_cmap("gray").with_extremes(bad="white")
+        ax.imshow(grid[..., 0], cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks([row * (height + gap) + height / 2 for row in range(len(classes))], names)
     ax.set_xticks([])
     ax.set_ylabel("class")

@@ -70,8 +70,9 @@ from caffepipe.training.finetune_nets import (
     plan_surgery,
 )
 from caffepipe.training.initial_weights import caffemodel_shapes
+from caffepipe.data.mean_image import MEAN_FILE
 from caffepipe.training.models import INPUT_SCALE
-from caffepipe.training.netgen import build_solver, read_test_count, test_iterations, to_prototxt
+from caffepipe.training.netgen import build_solver, read_db_info, read_test_count, subtracts_mean, test_iterations, to_prototxt
 from caffepipe.training.nets_folder import DEPLOY_NET_FILE, NET_FILES, SOLVER_FILE
 from caffepipe.training.parse_log import final_metrics, parse_caffe_log
 from caffepipe.training.train import TrainingRequest, train
@@ -240,6 +241,10 @@ class Sweep:
     def surgery(self, mode: str) -> Surgery:
         return plan_surgery(self.param_layers, mode, self.finetune["base_lr_mult"])
 
+    def mean_file(self) -> str | None:
+        """The target's mean image, which its nets subtract as netgen's do for the same dataset (CIFAR-10)."""
+        return str(self.db / MEAN_FILE) if subtracts_mean(read_db_info(self.db)) else None
+
     def run_folder(self, run: Run) -> Path:
         return self.out / run.name
 
@@ -251,7 +256,7 @@ class Sweep:
                              train=DataInput(str(db_path(subset_folder(self.out, run.size), "train", "lmdb")),
                                              self.finetune["batch_size"]),
                              test=DataInput(str(db_path(self.db, "test", "lmdb")), self.finetune["test_batch_size"]),
-                             input_scale=INPUT_SCALE)
+                             input_scale=INPUT_SCALE, mean_file=self.mean_file())
         values = solver_params(self.finetune, curve)
         write_run_nets(self.caffe_pb2, nets, values, test_iterations(test_count, self.finetune["test_batch_size"]),
                        curve, self.run_folder(run) / "nets")

@@ -168,8 +168,10 @@ class DataInput:
 
 
 def finetune_nets(caffe_pb2: Any, deploy: Any, deploy_path: Path, surgery: Surgery, classes: int,
-                  blobs: dict[str, int], train: DataInput, test: DataInput, input_scale: float) -> dict[str, Any]:
-    """{"train", "test", "deploy"}: NetParameters for one mode. `blobs` is each parameter layer's blob count."""
+                  blobs: dict[str, int], train: DataInput, test: DataInput, input_scale: float,
+                  mean_file: str | None = None) -> dict[str, Any]:
+    """{"train", "test", "deploy"}: NetParameters for one mode. `blobs` is each parameter layer's blob count; the
+    Data layers subtract `mean_file` (CIFAR-10's mean image), when given, before scaling by input_scale."""
     data_top = _input_layer(deploy, deploy_path).top[0]
     head = _softmax_head(deploy, deploy_path)
     logits = surgery.renamed if head.bottom[0] == surgery.classifier else head.bottom[0]
@@ -188,6 +190,8 @@ def finetune_nets(caffe_pb2: Any, deploy: Any, deploy_path: Path, surgery: Surge
         layer.data_param.backend = caffe_pb2.DataParameter.LMDB
         layer.data_param.batch_size = data.batch_size
         layer.transform_param.scale = input_scale
+        if mean_file:
+            layer.transform_param.mean_file = mean_file
 
     train_net = net()
     data_layer(train_net, train)

@@ -256,3 +256,38 @@ def architecture(name: str) -> Architecture:
         return MODELS[name]
     except KeyError:
         raise CaffepipeError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (see caffepipe/training/models.py)") from None
+
+
+# --- CIFAR-10 ------------------------------------------------------------------------------------------------------
+
+def cifar10_quick(caffe: Any, net: Any, data: Any) -> Any:
+    """Caffe's examples/cifar10/cifar10_quick_train_test.prototxt: three 5x5 convolutions of 32, 32 and 64 (pad 2),
+    max then two average poolings (3x3, stride 2), ip64, ip10. Any input size works (28x28 MNIST too).
+
+    Caffe's example feeds mean-subtracted pixels unscaled (-128..127); caffepipe's Data layers also scale them
+    by INPUT_SCALE, so conv1's initial weights are 1/INPUT_SCALE times Caffe's 0.0001: the same initial
+    activations in every layer above it as in Caffe's example."""
+    L, P = caffe.layers, caffe.params
+
+    def convolution(bottom: Any, outputs: int, std: float) -> Any:
+        return L.Convolution(bottom, num_output=outputs, pad=2, kernel_size=5, stride=1, param=LEARNING_RATE_MULTIPLIERS,
+                             weight_filler={"type": "gaussian", "std": std}, bias_filler=ZERO)
+
+    net.conv1 = convolution(data, 32, 0.0001 / INPUT_SCALE)
+    net.pool1 = L.Pooling(net.conv1, pool=P.Pooling.MAX, kernel_size=3, stride=2)
+    net.relu1 = L.ReLU(net.pool1, in_place=True)
+    net.conv2 = convolution(net.relu1, 32, 0.01)
+    net.relu2 = L.ReLU(net.conv2, in_place=True)
+    net.pool2 = L.Pooling(net.relu2, pool=P.Pooling.AVE, kernel_size=3, stride=2)
+    net.conv3 = convolution(net.pool2, 64, 0.01)
+    net.relu3 = L.ReLU(net.conv3, in_place=True)
+    net.pool3 = L.Pooling(net.relu3, pool=P.Pooling.AVE, kernel_size=3, stride=2)
+    net.ip1 = L.InnerProduct(net.pool3, num_output=64, param=LEARNING_RATE_MULTIPLIERS,
+                             weight_filler={"type": "gaussian", "std": 0.1}, bias_filler=ZERO)
+    net.ip2 = L.InnerProduct(net.ip1, num_output=NUM_CLASSES, param=LEARNING_RATE_MULTIPLIERS,
+                             weight_filler={"type": "gaussian", "std": 0.1}, bias_filler=ZERO)
+    return net.ip2
+
+
+MODELS["cifar10_quick"] = Architecture("cifar10_quick", "CIFAR10_quick", cifar10_quick,
+                                       "conv32-pool-conv32-pool-conv64-pool-ip64-ip10")
