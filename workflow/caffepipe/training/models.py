@@ -260,7 +260,7 @@ def architecture(name: str) -> Architecture:
 
 # --- CIFAR-10 ------------------------------------------------------------------------------------------------------
 
-def cifar10_quick(caffe: Any, net: Any, data: Any) -> Any:
+def cifar10_quick(caffe: Any, net: Any, data: Any, train: bool = False) -> Any:
     """Caffe's examples/cifar10/cifar10_quick_train_test.prototxt: three 5x5 convolutions of 32, 32 and 64 (pad 2),
     max then two average poolings (3x3, stride 2), ip64, ip10. Any input size works (28x28 MNIST too).
 
