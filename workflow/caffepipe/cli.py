@@ -27,6 +27,7 @@ COMMANDS = {
     "analyze": "evaluation.analyze",
     "time": "inspection.time",
     "visualize": "inspection.visualize",
+    "weight-stats": "inspection.weight_stats",
     "sobel": "inspection.sobel",
     "predict": "inference.predict",
     "report": "report.report",

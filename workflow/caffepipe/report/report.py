@@ -18,6 +18,8 @@ and where each one's numbers come from:
 - layer timings: --time/<model>/ (`caffepipe time`);
 - visualisations: --visualize/<model>/index.json (`caffepipe visualize`) and --sobel/index.json (`caffepipe sobel`);
 - fine-tuning: runs.csv, curves.csv and weight_change.csv from --finetune (`caffepipe finetune`);
+- net diagrams and weights over training: --visualize/<model>/net.svg and --weights/<model>/ (`caffepipe
+  weight-stats`), through inspection_sections.py and templates/inspection.html.j2;
 - run information: the params, tool versions, the git commit and the date.
 
 A missing input is an error naming the file and the stage that makes it; nothing is left out silently.
@@ -52,6 +54,7 @@ from caffepipe.data.class_names import class_names
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.core.upstream import read_json, require
 from caffepipe.pipeline.params import add_params_argument, load_params
+from caffepipe.report import inspection_sections
 
 log = logging.getLogger(__name__)
 
@@ -511,7 +514,8 @@ def render_report(context: dict[str, Any]) -> str:
 
 
 def build_context(params: dict[str, Any], params_path: Path, raw: Path, bench: Path, train: Path, eval_dir: Path,
-                  analysis: Path, time_dir: Path, visualize: Path, sobel: Path, finetune: Path) -> dict[str, Any]:
+                  analysis: Path, time_dir: Path, visualize: Path, sobel: Path, finetune: Path,
+                  weights: Path) -> dict[str, Any]:
     models = list(params["netgen"]["models"])
     timing = timing_section(time_dir, models)
     return {
@@ -526,6 +530,8 @@ def build_context(params: dict[str, Any], params_path: Path, raw: Path, bench: P
         "timing": timing,
         "visualizations": visualization_section(visualize, sobel, models),
         "finetune": finetune_section(finetune),
+        "diagrams": inspection_sections.diagrams_section(visualize, models),
+        "weight_stats": inspection_sections.weights_section(weights, models),
         "run": run_information(params_path),
     }
 
@@ -539,13 +545,14 @@ def main(argv: list[str]) -> int:
                        ("eval", "evaluation metrics (evaluate)"),
                        ("analysis", "error analyses (analyze)"), ("time", "layer timings (time)"),
                        ("visualize", "visualisations (visualize)"), ("sobel", "Sobel figure (sobel)"),
-                       ("finetune", "fine-tuning tables (finetune)")):
+                       ("finetune", "fine-tuning tables (finetune)"),
+                       ("weights", "weight and activation statistics (weight-stats)")):
         parser.add_argument(f"--{name}", required=True, type=Path, help=f"folder of {what}")
     parser.add_argument("--out", required=True, type=Path, help="the HTML file to write (reports/index.html)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     context = build_context(params, Path(args.params), args.raw, args.bench, args.train, args.eval, args.analysis,
-                            args.time, args.visualize, args.sobel, args.finetune)
+                            args.time, args.visualize, args.sobel, args.finetune, args.weights)
     html = render_report(context)
     write_text_atomic(args.out, html)
     log.info("wrote %s (%.1f MB)", args.out, len(html.encode()) / 1e6)
