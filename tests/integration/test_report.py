@@ -18,7 +18,8 @@ from tests.stage_outputs import report_argv, report_inputs
 
 pytestmark = pytest.mark.integration
 
-SECTIONS = ("data", "bench", "training", "comparison", "analysis", "timing", "visualizations", "finetune", "run")
+SECTIONS = ("data", "bench", "training", "comparison", "analysis", "timing", "visualizations", "finetune", "diagrams",
+            "weights", "run")
 
 
 class PageParser(HTMLParser):
@@ -53,11 +54,15 @@ def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path
     page.feed(html)
     assert set(SECTIONS) <= set(page.ids)
     # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, 2 filter figures, Sobel,
-    # fine-tuning
-    assert len(page.images) == 11
+    # fine-tuning, then 2 net diagrams (SVG) and 3 weight-statistics figures per model
+    assert len(page.images) == 19
+    svgs = [image for image in page.images if image["src"].startswith("data:image/svg+xml;base64,")]
+    assert len(svgs) == 2 and all(b"<svg" in base64.b64decode(image["src"].split(",", 1)[1]) for image in svgs)
     for image in page.images:
-        assert image["src"].startswith("data:image/png;base64,")
         assert image["alt"]
+        if image in svgs:
+            continue
+        assert image["src"].startswith("data:image/png;base64,")
         decoded = Image.open(io.BytesIO(base64.b64decode(image["src"].split(",", 1)[1])))
         assert decoded.size[0] > 0 and decoded.size[1] > 0
     assert page.links and all(link.startswith(("#", "data:")) for link in page.links), "nothing outside the file"
@@ -65,7 +70,7 @@ def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path
     assert "caffepipe report</title>" in html
     for text in ("8 of 40 test images are wrong", "Is every class equally likely to be wrong?",
                  "test (final snapshot): accuracy", "deploy net: images/s at batch 8", "sobel_x",
-                 "snapshot_iters", "snakemake", "git commit"):
+                 "snapshot_iters", "snakemake", "git commit", "relu1 (on ip1) has 12% dead units at the end."):
         assert text in html, text
 
 

@@ -100,8 +100,10 @@ def weights_table(changes: dict[str, list[float]], norms: list[float], iteration
     rows = []
     for layer, per_1k in changes.items():
         for iteration, change, norm in zip(iterations, per_1k, norms):
-            rows.append({"iteration": iteration, "layer": layer, "blob": "weights", "norm": norm, "change_per_1k": change})
-            rows.append({"iteration": iteration, "layer": layer, "blob": "biases", "norm": 1.0, "change_per_1k": 9.0})
+            rows.append({"iteration": iteration, "layer": layer, "blob": "weights", "norm": norm, "change_per_1k": change,
+                         "relative_change": change * 4})
+            rows.append({"iteration": iteration, "layer": layer, "blob": "biases", "norm": 1.0, "change_per_1k": 9.0,
+                         "relative_change": 9.0})
     return pd.DataFrame(rows)
 
 
@@ -113,8 +115,8 @@ def test_sentences_say_when_each_layer_stops_moving_or_that_it_still_moves() -> 
     assert conv1["layer"] == "conv1" and conv1["text"].startswith(
         "conv1's weights stop moving after iteration ~3,000: from there to iteration 10,000 they change by less than 1.0%")
     assert "went from 2 at iteration 10 to 3.6 (1.80x)" in conv1["text"]
-    assert ip1["text"].startswith("ip1's weights still move at the end: 5.0% per 1,000 iterations between iterations "
-                                  "6,000 and 10,000")
+    assert ip1["text"].startswith("ip1's weights still move at the end: they changed by 20% between iterations 6,000 "
+                                  "and 10,000 (5.0% per 1,000 iterations)")
 
 
 def test_dead_relu_sentence_compares_the_end_with_the_start() -> None:

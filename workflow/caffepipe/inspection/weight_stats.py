@@ -183,9 +183,9 @@ def weight_observations(weights: pd.DataFrame, threshold: float) -> list[dict[st
                      f"({growth:.2f}x)")
         settled = settled_from(iterations, frame["change_per_1k"].tolist(), threshold)
         if settled is None:
-            last = float(frame["change_per_1k"].iloc[-1])
-            text = (f"{layer}'s weights still move at the end: {percent(last)} per 1,000 iterations between "
-                    f"iterations {iterations[-2]:,} and {iterations[-1]:,}; {norm_text}.")
+            change, per_1k = float(frame["relative_change"].iloc[-1]), float(frame["change_per_1k"].iloc[-1])
+            text = (f"{layer}'s weights still move at the end: they changed by {percent(change)} between iterations "
+                    f"{iterations[-2]:,} and {iterations[-1]:,} ({percent(per_1k)} per 1,000 iterations); {norm_text}.")
         elif settled == iterations[0]:
             text = (f"{layer}'s weights change by less than {percent(threshold)} per 1,000 iterations from the first "
                     f"snapshot (iteration {settled:,}) on; {norm_text}.")
