@@ -62,7 +62,7 @@ def test_the_weights_section_has_the_sentences_figures_and_last_snapshot(inputs:
     assert all(figure["src"].startswith("data:image/png;base64,") for figure in lenet["figures"])
     assert lenet["table"]["caption"] == "At the last snapshot (iteration 40)"
     rows = {(row[0], row[1]): row[2:] for row in lenet["table"]["rows"]}
-    assert rows[("ip1", "weights")][:3] == [2.0, 0.2, 33.3]
+    assert rows[("ip1", "weights")] == [2.0, 0.2, "3330.0%", ""]
     assert rows[("relu1", "output (ReLU)")][-1] == "12.5%"
 
 

@@ -23,7 +23,9 @@ Files in --out (e.g. reports/weights/lenet/), each written whole or not at all:
   batch (every layer but the Input and the final Softmax). dead_fraction, for ReLU layers only: the share of the
   output's units (every value of one image's output: a neuron, or a channel at one position) that are zero for
   every image of the batch.
-- weights.png, histograms.png, activations.png: small multiples, one panel per layer, x = iteration (log scale).
+- weights.png (per layer: the norm, and the change per 1,000 iterations against `settled_change`), histograms.png
+  and activations.png (per layer: mean ± std; then the dead ReLU units): small multiples, one panel (or column)
+  per layer, iterations on a log axis.
 - summary.json: {"model", "iterations", "activation_images", "settled_change", "figures": [{"file", "caption"}],
   "observations": [{"layer", "kind", "text"}]}: one sentence per observation, computed from the tables above,
   which `caffepipe report` shows beside the figures.
@@ -31,6 +33,7 @@ Files in --out (e.g. reports/weights/lenet/), each written whole or not at all:
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import math
@@ -39,10 +42,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import PercentFormatter
+from PIL import Image
 
 from caffepipe.core import caffe_env
 from caffepipe.core import figures
-from caffepipe.core.atomic import write_text_atomic
+from caffepipe.core.atomic import write_bytes_atomic, write_text_atomic
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.core.progress import Progress
 from caffepipe.data import datum
@@ -61,6 +66,7 @@ RELU_TYPE = "ReLU"
 PER_ITERATIONS = 1000                         # change_per_1k: relative change scaled to this many iterations
 STAGE_THREADS = 1                             # a few forward passes of a small batch: one BLAS thread is plenty
 PANEL_COLUMNS = 4
+SETTLED_COLOR = DEAD_COLOR = "#d55e00"        # the colour-blind palette's vermilion: thresholds and dead units
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -214,6 +220,19 @@ def dead_relu_observations(activations: pd.DataFrame, images: int) -> list[dict[
 # ---------------------------------------------------------------------------------------------------------
 # Figures: small multiples, one panel per layer
 
+def save_compact_png(fig, path: Path) -> None:
+    """Write the figure as a 256-colour PNG and close it. Line plots need no more colours, and the file is about a
+    third of the RGBA one, which counts: the report embeds six of these. Quantizing is deterministic."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    figures.plt.close(fig)
+    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                                        dither=Image.Dither.NONE)
+    compact = io.BytesIO()
+    image.save(compact, format="png", optimize=True)
+    write_bytes_atomic(path, compact.getvalue())
+
+
 def panel_grid(count: int, height: float = 2.4, width: float = 3.2):
     columns = min(PANEL_COLUMNS, count)
     rows = math.ceil(count / columns)
@@ -225,27 +244,27 @@ def panel_grid(count: int, height: float = 2.4, width: float = 3.2):
 
 
 def plot_weights(weights: pd.DataFrame, threshold: float, model: str, path: Path) -> None:
-    """Per layer: the weights' norm (left axis) and their change per 1,000 iterations (right axis, log)."""
+    """One column per layer: the weights' norm (top) and their relative change per 1,000 iterations (bottom, log),
+    with the `settled_change` line below which the layer counts as no longer moving."""
     figures.apply_style()
     rows = weights[weights["blob"] == "weights"]
     layers = list(dict.fromkeys(rows["layer"]))
-    fig, axes = panel_grid(len(layers))
-    norm_color, change_color = figures.model_color(model), "#d55e00"
-    for ax, layer in zip(axes, layers):
+    fig, axes = figures.plt.subplots(2, len(layers), figsize=(3.2 * len(layers), 5.2), sharex=True, squeeze=False,
+                                     layout="constrained")
+    color = figures.model_color(model)
+    for column, layer in enumerate(layers):
         frame = rows[rows["layer"] == layer]
-        ax.plot(frame["iteration"], frame["norm"], marker="o", markersize=3, color=norm_color)
-        ax.set(title=layer, xscale="log", xlabel="iteration")
-        ax.set_ylabel("weight norm", color=norm_color)
-        change = ax.twinx()
-        change.plot(frame["iteration"], frame["change_per_1k"], marker="s", markersize=3, linestyle="--",
-                    color=change_color)
-        change.axhline(threshold, color=change_color, linewidth=0.8, alpha=0.6)
-        change.set_yscale("log")
-        change.grid(False)
-        change.set_ylabel("change per 1k iterations", color=change_color)
-    fig.suptitle(f"{model}: weight norm (solid) and relative change per 1,000 iterations (dashed; the line is "
-                 f"{percent(threshold)})", fontweight="bold")
-    figures.save_figure(fig, path)
+        norm_ax, change_ax = axes[0, column], axes[1, column]
+        norm_ax.plot(frame["iteration"], frame["norm"], marker="o", markersize=3, color=color)
+        norm_ax.set(title=layer, ylabel="weight norm" if column == 0 else None)
+        change_ax.plot(frame["iteration"], frame["change_per_1k"], marker="o", markersize=3, color=color)
+        change_ax.axhline(threshold, color=SETTLED_COLOR, linewidth=1, linestyle="--")
+        change_ax.set(xscale="log", yscale="log", xlabel="iteration",
+                      ylabel="change per 1,000 iterations" if column == 0 else None)
+        change_ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+    fig.suptitle(f"{model}: weight norm (top), change per 1,000 iterations (bottom; settled below the dashed line)",
+                 fontweight="bold")
+    save_compact_png(fig, path)
 
 
 def plot_histograms(histograms: pd.DataFrame, model: str, path: Path) -> None:
@@ -261,32 +280,36 @@ def plot_histograms(histograms: pd.DataFrame, model: str, path: Path) -> None:
             edges = [*frame["left"], frame["right"].iloc[-1]]
             ax.stairs(frame["count"], edges, color=color, linewidth=1.4, label=f"{iteration:,}")
         ax.set(title=layer, xlabel="weight", ylabel="weights", yscale="symlog")
-    axes[-1].legend(title="iteration", fontsize=8)
+    fig.legend(*axes[0].get_legend_handles_labels(), title="iteration", loc="outside right upper")
     fig.suptitle(f"{model}: weight histograms at {len(iterations)} snapshots", fontweight="bold")
-    figures.save_figure(fig, path)
+    save_compact_png(fig, path)
 
 
 def plot_activations(activations: pd.DataFrame, images: int, model: str, path: Path) -> None:
-    """Per layer: the output's mean with a band of ±1 std; for ReLU layers also the dead units' share."""
+    """One panel per layer: its output's mean with a band of ±1 std; then one panel with every ReLU layer's share
+    of dead units."""
     figures.apply_style()
     layers = list(dict.fromkeys(activations["layer"]))
-    fig, axes = panel_grid(len(layers))
-    color, dead_color = figures.model_color(model), "#d55e00"
+    relus = activations[activations["type"] == RELU_TYPE]
+    fig, axes = panel_grid(len(layers) + (1 if len(relus) else 0))
+    color = figures.model_color(model)
     for ax, layer in zip(axes, layers):
         frame = activations[activations["layer"] == layer]
         ax.plot(frame["iteration"], frame["mean"], marker="o", markersize=3, color=color)
         ax.fill_between(frame["iteration"], frame["mean"] - frame["std"], frame["mean"] + frame["std"], color=color,
                         alpha=0.2, linewidth=0)
         ax.set(title=f"{layer} ({frame['type'].iloc[0]})", xscale="log", xlabel="iteration", ylabel="output")
-        if frame["type"].iloc[0] == RELU_TYPE:
-            dead = ax.twinx()
-            dead.plot(frame["iteration"], frame["dead_fraction"], marker="s", markersize=3, linestyle="--", color=dead_color)
-            dead.set_ylim(0, 1)
-            dead.grid(False)
-            dead.set_ylabel("dead units", color=dead_color)
-    fig.suptitle(f"{model}: layer outputs on {images} test images, mean ± std (band); ReLU layers: share of dead "
-                 "units (dashed)", fontweight="bold")
-    figures.save_figure(fig, path)
+    if len(relus):
+        dead_ax = axes[-1]
+        for (layer, frame), marker in zip(relus.groupby("layer", sort=False), "osD^v<>"):
+            dead_ax.plot(frame["iteration"], frame["dead_fraction"], marker=marker, markersize=3, color=DEAD_COLOR,
+                         label=layer)
+        dead_ax.set(title="dead ReLU units", xscale="log", xlabel="iteration", ylabel="share of units", ylim=(0, None))
+        dead_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        dead_ax.legend(fontsize=8)
+    fig.suptitle(f"{model}: layer outputs on {images} test images (mean, band ±1 std), and dead ReLU units",
+                 fontweight="bold")
+    save_compact_png(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -318,12 +341,14 @@ def layer_outputs(net: Any, images: np.ndarray) -> list[tuple[str, str, str, np.
 
 
 def read_test_batch(db: Path, backend: str, count: int) -> np.ndarray:
+    """The first `count` test images. The whole database is read (10,000 MNIST images: a few hundredths of a
+    second) so that one damaged anywhere is reported, as by every other stage that reads it."""
     path = datum.db_path(db, "test", backend)
-    images, _ = datum.read_db(path, backend, limit=count)
+    images, _ = datum.read_db(path, backend)
     if len(images) < count:
         raise CaffepipeError(f"{path} holds {len(images)} test images, fewer than weight_stats.activation_images "
                              f"({count}); lower it in params.yaml")
-    return images
+    return images[:count]
 
 
 def checked_manifest(path: Path, model: str) -> Manifest:
@@ -368,9 +393,29 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     write_text_atomic(path, frame.to_csv(index=False, lineterminator="\n"))
 
 
+def write_tables(weights: pd.DataFrame, activations: pd.DataFrame, histograms: pd.DataFrame, out: Path) -> None:
+    norms = weights[weights["blob"] == "weights"][["iteration", "layer", "norm"]].rename(columns={"norm": "weight_norm"})
+    for frame, name in ((weights, "weights.csv"), (norms, "norms.csv"), (histograms, "histograms.csv"),
+                        (activations, "activations.csv")):
+        write_csv(frame, out / name)
+
+
+def figure_index(model: str, histogram_iterations: list[int], images: int) -> list[dict[str, str]]:
+    iterations = ", ".join(f"{iteration:,}" for iteration in histogram_iterations)
+    return [
+        {"file": "weights.png", "caption": f"{model}: each learnable layer's weight norm and how fast its weights still "
+                                           "change, at every scheduled snapshot (weights.csv, norms.csv)"},
+        {"file": "histograms.png", "caption": f"{model}: weight histograms of each layer at iterations {iterations}, "
+                                              "the same bins for a layer at every snapshot (histograms.csv)"},
+        {"file": "activations.png", "caption": f"{model}: each layer's output on the first {images} test images at "
+                                               "every snapshot, and the share of dead ReLU units (activations.csv)"},
+    ]
+
+
 def weight_stats(params: dict[str, Any], model: str, nets: Path, snapshots_path: Path, db: Path, out: Path) -> dict:
     """Compute the tables, figures and sentences into `out`; returns summary.json's content."""
     settings = params["weight_stats"]
+    threshold = float(settings["settled_change"])
     deploy = nets / DEPLOY_NET_FILE
     if not deploy.is_file():
         raise CaffepipeError(f"{deploy}: no deploy net; run `caffepipe netgen --model {model}` first")
@@ -383,11 +428,7 @@ def weight_stats(params: dict[str, Any], model: str, nets: Path, snapshots_path:
 
     weights, activations = pd.DataFrame(weight_list), pd.DataFrame(activation_list)
     histograms = pd.DataFrame(histogram_rows(kept, int(settings["histogram_bins"])))
-    threshold = float(settings["settled_change"])
-    norms = weights[weights["blob"] == "weights"][["iteration", "layer", "norm"]].rename(columns={"norm": "weight_norm"})
-    for frame, name in ((weights, "weights.csv"), (norms, "norms.csv"), (histograms, "histograms.csv"),
-                        (activations, "activations.csv")):
-        write_csv(frame, out / name)
+    write_tables(weights, activations, histograms, out)
     plot_weights(weights, threshold, model, out / "weights.png")
     plot_histograms(histograms, model, out / "histograms.png")
     plot_activations(activations, len(images), model, out / "activations.png")
@@ -396,15 +437,7 @@ def weight_stats(params: dict[str, Any], model: str, nets: Path, snapshots_path:
         "iterations": [snapshot.iteration for snapshot in manifest.snapshots],
         "activation_images": len(images),
         "settled_change": threshold,
-        "figures": [
-            {"file": "weights.png", "caption": f"{model}: each learnable layer's weight norm and how fast its weights "
-                                               "still change, at every scheduled snapshot (weights.csv, norms.csv)"},
-            {"file": "histograms.png", "caption": f"{model}: weight histograms of each layer at iterations "
-                                                  f"{', '.join(f'{i:,}' for i in kept)}, same bins per layer "
-                                                  "(histograms.csv)"},
-            {"file": "activations.png", "caption": f"{model}: each layer's output on the first {len(images)} test "
-                                                   "images at every snapshot (activations.csv)"},
-        ],
+        "figures": figure_index(model, list(kept), len(images)),
         "observations": weight_observations(weights, threshold) + dead_relu_observations(activations, len(images)),
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -60,16 +60,18 @@ def diagrams_section(visualize: Path, models: list[str]) -> dict[str, Any]:
 
 
 def last_snapshot_table(folder: Path) -> dict[str, Any]:
-    """Each layer at the last snapshot: weight norm, std, change per 1,000 iterations; output mean, std, dead share."""
+    """Each layer at the last snapshot: its weights' norm, std and change per 1,000 iterations; its output's std
+    and, for a ReLU, the share of dead units. Shares are formatted here as percentages."""
     weights = pd.read_csv(require(folder / "weights.csv", "weight-stats"))
     activations = pd.read_csv(require(folder / "activations.csv", "weight-stats"))
     last = int(weights["iteration"].max())
     rows = []
     for _, row in weights[(weights["iteration"] == last) & (weights["blob"] == "weights")].iterrows():
-        rows.append([row["layer"], "weights", row["norm"], row["std"], row["change_per_1k"], math.nan])
+        change = "" if math.isnan(row["change_per_1k"]) else f"{row['change_per_1k']:.1%}"
+        rows.append([row["layer"], "weights", row["norm"], row["std"], change, ""])
     for _, row in activations[activations["iteration"] == last].iterrows():
         dead = "" if math.isnan(row["dead_fraction"]) else f"{row['dead_fraction']:.1%}"
-        rows.append([row["layer"], f"output ({row['type']})", math.nan, row["std"], math.nan, dead])
+        rows.append([row["layer"], f"output ({row['type']})", math.nan, row["std"], "", dead])
     return {"caption": f"At the last snapshot (iteration {last:,})",
             "columns": ["layer", "what", "norm", "std", "change per 1k iterations", "dead units"],
             "rows": rows}
