@@ -99,9 +99,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
-    """raw/, bench/, train/, eval/, analysis/ and finetune/ under root, as fetch, bench-io, parse-log, train
-    (its reproducibility.json, every model bit-reproducible), evaluate, analyze and finetune write them;
-    returns the folders by name."""
+    """raw/, bench/, train/, eval/, analysis/ (and analysis-metrics.json) and finetune/ under root, as fetch,
+    bench-io, parse-log, train (its reproducibility.json, every model bit-reproducible), evaluate, analyze and
+    finetune write them; returns the paths by name."""
     raw = root / "raw"
     raw.mkdir(parents=True)
     for prefix, count, seed in (("train", 120, 1), ("t10k", 40, 2)):
@@ -113,7 +113,8 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
 
     bench = root / "bench"
     _write(bench / "io.csv", "format,images_per_s,seconds\nlmdb,250000.5,0.1\nleveldb,180000.25,0.2\npng,9000.75,3.1\n")
-    _write(bench / "metrics.json", json.dumps({"lmdb_images_per_s": 250000.5, "png_images_per_s": 9000.75}))
+    _write(bench / "metrics.json", json.dumps({"lmdb_images_per_s": 250000.5, "png_images_per_s": 9000.75,
+                                                  "python_lmdb_over_jpeg_warm": 27.78, "caffe_lmdb_over_jpeg_warm": 10.6}))
     _png(bench / "io.png")
 
     train, eval_dir = root / "train", root / "eval"
@@ -123,7 +124,8 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
             f"{i},{2.3 * np.exp(-i / 20) + 0.05:.5f},0.01\n" for i in iterations))
         _write(train / model / "test.csv", "iteration,accuracy,loss\n" + "".join(
             f"{i},{0.1 + 0.8 * (1 - np.exp(-i / 15)):.4f},{2.3 * np.exp(-i / 15) + 0.1:.4f}\n" for i in (0, 20, 40)))
-        _write(train / model / "metrics.json", json.dumps({"final_iteration": 40, "final_train_loss": 0.2, "final_test_accuracy": 0.78}))
+        _write(train / model / "metrics.json", json.dumps({"iteration": 40, "seconds": 2.0 + number, "test": {"accuracy": 0.78, "loss": 0.5},
+                                                                   "train": {"loss": 0.2}}))
         _write(train / model / "reproducibility.json", json.dumps({"blas_threads": [1], "bit_reproducible": True,
                                                                    "reproducibility_note": None}))
         _write(eval_dir / model / "metrics.json", json.dumps({"iteration": 40, "accuracy": 0.8 - 0.05 * number,
@@ -135,7 +137,7 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
         f"{c},4,{c % 3},{(c % 3) / 4}\n" for c in range(10)))
     _png(analysis / "cnn_vs_mlp.png", seed=2)
     summary = {
-        "questions": {"which": "Which images are misclassified?", "per_class": "Is every class equally likely to be wrong?",
+        "questions": {"which": "Which images are misclassified?", "why": "Why?", "per_class": "Is every class equally likely to be wrong?",
                       "comparison": "CNN against MLP"},
         "models": list(models),
         "items": [
@@ -143,11 +145,20 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
              "caption": "The most confident errors", "headline": {"label": "errors", "value": 8, "text": "8 of 40 test images are wrong"}},
             {"question": "per_class", "kind": "table", "path": "class_error_rates_lenet.csv", "model": "lenet",
              "caption": "Error rate per class", "headline": {"label": "worst class", "value": 2, "text": None}},
+            {"question": "why", "kind": "table", "path": "confused_pairs_lenet.csv", "model": "lenet",
+             "caption": "Class pairs lenet confuses", "headline": {"label": "most confused pair", "value": "4/9",
+                                                                   "text": "4/9: 3 errors (37.50% of all)"}},
             {"question": "comparison", "kind": "figure", "path": "cnn_vs_mlp.png", "model": None,
              "caption": "Error over training", "headline": {"label": "final error", "value": {m: 0.2 for m in models}, "text": None}},
         ],
     }
+    _write(analysis / "confused_pairs_lenet.csv", "pair,a,b,a_as_b,b_as_a,count,share,rank\n4/9,4,9,2,1,3,0.375,1\n"
+                                                  "3/5,3,5,1,1,2,0.25,2\n")
     _write(analysis / "summary.json", json.dumps(summary))
+    _write(root / "analysis-metrics.json", json.dumps({model: {
+        "final_iteration": 40, "final_error": 0.2 + 0.05 * number, "final_errors": 8 + 2 * number, "final_loss": 0.6,
+        "earliest_iteration": 10, "earliest_error": 0.7, "top_pair_share": 0.375, "chi2_p": 0.2, "worst_class_error": 0.5,
+        "forgetting_events": 3, "images_forgotten": 3, "never_learned": 1} for number, model in enumerate(models)}))
 
     finetune = root / "finetune"
     modes, sizes = ("last_layer", "full", "scratch"), (20, 50)
@@ -159,7 +170,8 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
     _write(finetune / "weight_change.csv", "mode,size,layer,relative_change\n" + "".join(
         f"{mode},{size},{layer},{0.0 if mode == 'last_layer' else 0.01 * (m + 1)}\n"
         for size in sizes for m, mode in enumerate(modes) for layer in ("conv1", "ip1")))
-    return {"raw": raw, "bench": bench, "train": train, "eval": eval_dir, "analysis": analysis, "finetune": finetune}
+    return {"raw": raw, "bench": bench, "train": train, "eval": eval_dir, "analysis": analysis,
+            "analysis_metrics": root / "analysis-metrics.json", "finetune": finetune}
 
 
 STAND_IN_SVG = ('<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<svg width="120pt" height="40pt" '
@@ -222,6 +234,7 @@ def report_inputs(root: Path) -> dict[str, Path]:
 def report_argv(inputs: dict[str, Path]) -> list[str]:
     """`caffepipe report`'s arguments for the folders of report_inputs."""
     argv = ["--params", str(inputs["params"]), "--out", str(inputs["out"])]
-    for name in ("raw", "bench", "train", "eval", "analysis", "time", "visualize", "sobel", "finetune", "weights"):
-        argv += [f"--{name}", str(inputs[name])]
+    for name in ("raw", "bench", "train", "eval", "analysis", "analysis_metrics", "time", "visualize", "sobel", "finetune",
+                 "weights"):
+        argv += [f"--{name.replace('_', '-')}", str(inputs[name])]
     return argv

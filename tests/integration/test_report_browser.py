@@ -1,5 +1,6 @@
 """The report as a reader sees it: opened from disk in headless Chromium (Debian's package), every image must
-load and the console must show no error. tests/report_browser.py drives Chromium through Playwright."""
+load and the console must show no error; the first screen is the summary, and the table of contents follows the
+reader down the page. tests/report_browser.py drives Chromium through Playwright."""
 from __future__ import annotations
 
 import json
@@ -80,13 +81,25 @@ def test_report_from_real_time_visualize_sobel_and_weight_stats_outputs_loads_cl
     run_caffepipe("sobel", "--params", "params.yaml", "--db", "db", "--out", "reports/sobel", cwd=work)
     run_caffepipe("report", "--params", "params.yaml", "--raw", str(upstream["raw"]), "--bench", str(upstream["bench"]),
                   "--train", str(upstream["train"]), "--eval", str(upstream["eval"]), "--analysis", str(upstream["analysis"]),
+                  "--analysis-metrics", str(upstream["analysis_metrics"]),
                   "--time", "reports/time", "--visualize", "reports/visualize", "--sobel", "reports/sobel",
                   "--finetune", str(upstream["finetune"]), "--weights", "reports/weights", "--out", "reports/index.html",
                   cwd=work)
 
     screenshot = tmp_path / "screenshot.png"
-    result = check_page(work / "reports/index.html", screenshot=screenshot)
+    result = check_page(work / "reports/index.html", screenshot=screenshot, follow_toc_links=True)
     assert result.ok, result.describe()
+    # the first screen (1000 CSS pixels) opens with the summary: every model's accuracy, the read ratio, and
+    # three findings
+    assert result.summary_top is not None and result.summary_top < 300
+    for text in ("test accuracy", "95% interval", "lenet", "mlp", "LMDB over JPEG files", "Worth looking at"):
+        assert text in result.summary_text, text
+    # every contents entry, scrolled to, is marked as the reader's place, with the contents still on screen;
+    # a sub-section marks its section too
+    assert {"summary", "data", "training", "analysis", "analysis-which", "run"} <= set(result.toc_current)
+    assert result.toc_misses == []
+    assert result.toc_current["analysis-which"] == ["analysis", "analysis-which"]
+    assert result.toc_current["training"] == ["training"]
     # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, Sobel,
     # lenet: filters + conv1 pool1 conv2 pool2, mlp: filters + ip1 ip2, fine-tuning; per model a net diagram (SVG)
     # and 3 weight-statistics figures
@@ -99,3 +112,31 @@ def test_report_from_real_time_visualize_sobel_and_weight_stats_outputs_loads_cl
 
 # The report of a tiny real run, by every stage under Snakemake, is opened in Chromium by
 # tests/integration/test_orchestrators.py (one pipeline run serves both checks).
+
+
+def test_the_readme_screenshots_come_from_one_command(tmp_path: Path) -> None:
+    """`python -m tests.report_screenshots` photographs a page that passes the browser check."""
+    from caffepipe.report import report
+    from tests.stage_outputs import report_argv, report_inputs
+
+    inputs = report_inputs(tmp_path / "work")
+    report.main(report_argv(inputs))
+    shots = tmp_path / "shots"
+    made = subprocess.run([sys.executable, "-m", "tests.report_screenshots", str(inputs["out"]), "--out", str(shots)],
+                          cwd=REPO, capture_output=True, text=True)
+    assert made.returncode == 0, made.stdout + made.stderr
+    sizes = {}
+    for name in ("report-top.png", "report-cnn-vs-mlp.png", "report-overview.png"):
+        with Image.open(shots / name) as shot:
+            sizes[name] = shot.size
+    assert sizes["report-top.png"] == (1280, 1000)
+    assert sizes["report-overview.png"][0] == 160 and sizes["report-overview.png"][1] > 500
+    assert 0 < sizes["report-cnn-vs-mlp.png"][1] < 2000
+
+    broken = tmp_path / "broken.html"
+    broken.write_text('<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>b</title>'
+                      '</head><body><img src="missing.png" alt="missing"></body></html>')
+    refused = subprocess.run([sys.executable, "-m", "tests.report_screenshots", str(broken), "--out", str(tmp_path / "no")],
+                             cwd=REPO, capture_output=True, text=True)
+    assert refused.returncode == 2 and "does not pass the browser check" in refused.stderr
+    assert not (tmp_path / "no").exists()

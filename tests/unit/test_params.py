@@ -77,3 +77,18 @@ def test_round_trip_of_the_file_keeps_it_valid(tmp_path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(default_params()))
     assert load_params(path) == default_params()
+
+
+@pytest.mark.parametrize("value", [None, False, "HEAD", "main~2", "v1.0"])
+def test_report_baseline_is_a_revision_null_or_false(value) -> None:
+    params = default_params()
+    params["report"]["baseline"] = value
+    assert validate_params(params)["report"]["baseline"] == value
+
+
+@pytest.mark.parametrize("value", [True, "", 3])
+def test_report_baseline_rejects_anything_else_naming_the_key(value) -> None:
+    params = default_params()
+    params["report"]["baseline"] = value
+    with pytest.raises(CaffepipeError, match=r"report\.baseline"):
+        validate_params(params)

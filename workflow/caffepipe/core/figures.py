@@ -5,6 +5,7 @@ Matplotlib runs headless (Agg): stages run under orchestrators and in CI, with n
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -28,7 +29,8 @@ def apply_style() -> None:
 
 def model_color(model: str) -> str:
     palette = sns.color_palette(PALETTE).as_hex()
-    return MODEL_COLORS.get(model, palette[hash(model) % len(palette)])
+    # crc32, not hash(): Python salts str hashes per process, and a figure must not change colour between runs
+    return MODEL_COLORS.get(model, palette[zlib.crc32(model.encode()) % len(palette)])
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:

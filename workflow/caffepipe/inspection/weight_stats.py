@@ -33,7 +33,6 @@ Files in --out (e.g. reports/weights/lenet/), each written whole or not at all:
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import math
@@ -43,11 +42,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import PercentFormatter
-from PIL import Image
 
 from caffepipe.core import caffe_env
 from caffepipe.core import figures
-from caffepipe.core.atomic import write_bytes_atomic, write_text_atomic
+from caffepipe.core.atomic import write_text_atomic
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.core.progress import Progress
 from caffepipe.data import datum
@@ -220,19 +218,6 @@ def dead_relu_observations(activations: pd.DataFrame, images: int) -> list[dict[
 # ---------------------------------------------------------------------------------------------------------
 # Figures: small multiples, one panel per layer
 
-def save_compact_png(fig, path: Path) -> None:
-    """Write the figure as a 256-colour PNG and close it. Line plots need no more colours, and the file is about a
-    third of the RGBA one, which counts: the report embeds six of these. Quantizing is deterministic."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    figures.plt.close(fig)
-    image = Image.open(buffer).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
-                                                        dither=Image.Dither.NONE)
-    compact = io.BytesIO()
-    image.save(compact, format="png", optimize=True)
-    write_bytes_atomic(path, compact.getvalue())
-
-
 def panel_grid(count: int, height: float = 2.4, width: float = 3.2):
     columns = min(PANEL_COLUMNS, count)
     rows = math.ceil(count / columns)
@@ -264,7 +249,7 @@ def plot_weights(weights: pd.DataFrame, threshold: float, model: str, path: Path
         change_ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
     fig.suptitle(f"{model}: weight norm (top), change per 1,000 iterations (bottom; settled below the dashed line)",
                  fontweight="bold")
-    save_compact_png(fig, path)
+    figures.save_figure(fig, path)
 
 
 def plot_histograms(histograms: pd.DataFrame, model: str, path: Path) -> None:
@@ -282,7 +267,7 @@ def plot_histograms(histograms: pd.DataFrame, model: str, path: Path) -> None:
         ax.set(title=layer, xlabel="weight", ylabel="weights", yscale="symlog")
     fig.legend(*axes[0].get_legend_handles_labels(), title="iteration", loc="outside right upper")
     fig.suptitle(f"{model}: weight histograms at {len(iterations)} snapshots", fontweight="bold")
-    save_compact_png(fig, path)
+    figures.save_figure(fig, path)
 
 
 def plot_activations(activations: pd.DataFrame, images: int, model: str, path: Path) -> None:
@@ -309,7 +294,7 @@ def plot_activations(activations: pd.DataFrame, images: int, model: str, path: P
         dead_ax.legend(fontsize=8)
     fig.suptitle(f"{model}: layer outputs on {images} test images (mean, band ±1 std), and dead ReLU units",
                  fontweight="bold")
-    save_compact_png(fig, path)
+    figures.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Paths are relative to the repository root. `{model}` stands for each model in pa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 MODELS_PARAM = "netgen.models"
 
@@ -23,6 +24,12 @@ SHARED_CODE = (
     "workflow/caffepipe/pipeline/params.py",
     "workflow/caffepipe/core/atomic.py",
 )
+
+# The report's page templates (layout, macros, one partial per section), every one a dependency of the report
+# stage: a new section's partial is declared by being there (then regenerate dvc.yaml).
+REPORT_TEMPLATES = tuple(sorted(
+    path.relative_to(Path(__file__).resolve().parents[1]).as_posix()
+    for path in (Path(__file__).resolve().parents[1] / "report" / "templates").rglob("*.j2")))
 
 # Run after every stage that writes a folder, to write the folder's digest (pipeline/digest.py says why).
 DIGEST_CODE = "workflow/caffepipe/pipeline/digest.py"
@@ -186,7 +193,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         params=("train",),
         code=("training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
-              "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
+              "training/random_state.py", "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
               "training/initial_weights.py", "core/progress.py", "core/caffe_env.py", "data/datum.py"),
         threads="train.threads",
         mem_mb=4000,
@@ -236,7 +243,7 @@ STAGES: tuple[Stage, ...] = (
         code=("training/finetune.py", "training/finetune_nets.py", "data/subsets.py", "data/build_db.py",
               "data/idx.py", "training/netgen.py", "training/models.py", "training/parse_log.py",
               "training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
-              "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
+              "training/random_state.py", "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
               "training/initial_weights.py", "core/progress.py", "core/caffe_env.py", "core/upstream.py",
               "data/datum.py"),
         threads="finetune.threads",
@@ -376,8 +383,9 @@ STAGES: tuple[Stage, ...] = (
         summary="render the self-contained HTML report of the whole run",
         command=(
             "caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train"
-            " --eval reports/eval --analysis reports/analysis --time reports/time --visualize reports/visualize"
-            " --sobel reports/sobel --finetune reports/finetune --weights reports/weights --out reports/index.html"
+            " --eval reports/eval --analysis reports/analysis --analysis-metrics reports/analysis-metrics.json"
+            " --time reports/time --visualize reports/visualize --sobel reports/sobel --finetune reports/finetune"
+            " --weights reports/weights --out reports/index.html"
         ),
         inputs=(
             "data/raw",
@@ -390,6 +398,7 @@ STAGES: tuple[Stage, ...] = (
             "reports/train/{models}/reproducibility.json",
             "reports/eval/{models}/metrics.json",
             "reports/analysis",
+            "reports/analysis-metrics.json",
             "reports/time/{models}",
             "reports/visualize/{models}",
             "reports/sobel",
@@ -408,9 +417,9 @@ STAGES: tuple[Stage, ...] = (
         ),
         outputs=(Output("reports/index.html"),),
         params=("report", MODELS_PARAM),
-        code=("report/report.py", "report/templates/report.html.j2", "report/inspection_sections.py",
-              "report/templates/inspection.html.j2", "core/caffe_env.py", "data/class_names.py",
-              "data/idx.py", "core/figures.py", "core/upstream.py"),
+        code=("report/report.py", "report/summary.py", "report/baseline.py", "report/images.py",
+              "report/inspection_sections.py", *REPORT_TEMPLATES, "evaluation/error_stats.py", "core/caffe_env.py",
+              "data/class_names.py", "data/idx.py", "core/figures.py", "core/upstream.py"),
     ),
 )
 

@@ -57,9 +57,11 @@ the last run reached max_iter, nothing is trained: the outputs are re-written fr
 (see plan_training for the other cases), and caffe.log keeps the display and test lines of the runs that made
 them.
 
-Determinism. Training reads the databases in order (no shuffling, no random transforms), and Caffe's
-random_seed fixes the fillers, so two fresh runs on one machine give identical weights and metrics, and so
-does a run that was stopped and resumed, provided the number of BLAS threads is the same: OpenBLAS splits
+Determinism. Training reads the databases in order (no shuffling), Caffe's random_seed fixes the fillers
+and the random crops, and Caffe's generator is re-seeded from random_seed and the iteration at the start of
+every iteration, so Dropout draws the same masks in a resumed run (random_state.py says why and how). So two
+fresh runs on one machine give identical weights and metrics, and so does a run that was stopped and
+resumed, provided the number of BLAS threads is the same: OpenBLAS splits
 its sums differently for 1 and 2 threads, so 1-thread and 2-thread weights differ in their last bits, a
 difference that training then carries along. To compare runs bit for bit, give them the same --threads
 (Snakemake: the same --cores and rule threads; DVC: params train.threads). A run resumed with another
@@ -110,6 +112,7 @@ from caffepipe.training.folder import (
 )
 from caffepipe.training.initial_weights import caffemodel_shapes, check_transferable
 from caffepipe.training.history import Segment, SnapshotRecord, reproducibility
+from caffepipe.training.random_state import iteration_seed, layers_verdict
 from caffepipe.training.inputs import (
     NetFiles,
     check_solver_matches_params,
@@ -231,8 +234,10 @@ class Session:
     """One segment of training: a solver, restored if resuming, run from plan.start to max_iter."""
 
     def __init__(self, caffe_pb2: Any, folder: TrainingFolder, plan: Plan, solver: Any, progress: Any,
-                 snapshot_iterations: set[int], on_snapshot: Callable[[int, str], None]) -> None:
+                 snapshot_iterations: set[int], on_snapshot: Callable[[int, str], None],
+                 reseed: Callable[[int], None]) -> None:
         self.caffe_pb2, self.folder, self.plan, self.solver, self.progress = caffe_pb2, folder, plan, solver, progress
+        self.reseed = reseed                    # (iteration): Caffe's generator for that iteration (random_state.py)
         self.snapshot_iterations = snapshot_iterations
         self.on_snapshot = on_snapshot          # (iteration, sha256 of its .solverstate), before it is in place
         net = solver.net  # pycaffe makes a new wrapper (and blob dict) on each access: keep one
@@ -260,6 +265,7 @@ class Session:
     def on_start(self) -> None:
         """Caffe calls this at the start of every iteration (after that iteration's test, if any)."""
         iteration = self.solver.iter
+        self.reseed(iteration)   # before the iteration's forward pass draws its Dropout masks
         if iteration > self.plan.start:
             self.iterated = True
             now = time.monotonic()
@@ -353,7 +359,7 @@ def restore(session_solver: Any, caffe_pb2: Any, folder: TrainingFolder, plan: P
 
 
 def write_outputs(folder: TrainingFolder, model: str, max_iter: int, state: TrainingState, scheduled: list[int],
-                  reproducibility_out: Path | None) -> None:
+                  reproducibility_out: Path | None, nets: NetFiles) -> None:
     """caffe.log, final.caffemodel, reproducibility_out if given, and snapshots.json (last: it stands for the
     whole output)."""
     with atomic_output(folder.caffe_log) as temporary, open(temporary, "wb") as combined:
@@ -363,7 +369,7 @@ def write_outputs(folder: TrainingFolder, model: str, max_iter: int, state: Trai
     with atomic_output(folder.final) as temporary:
         shutil.copyfile(folder.snapshot(max_iter).caffemodel, temporary)
     final = state.snapshots[max_iter]
-    verdict = reproducibility([state.snapshots[iteration] for iteration in scheduled])
+    verdict = layers_verdict([nets.train, nets.test]) or reproducibility([state.snapshots[iteration] for iteration in scheduled])
     if reproducibility_out is not None:
         write_text_atomic(reproducibility_out, json.dumps({"blas_threads": list(final.threads), **verdict}, indent=2) + "\n")
     write_manifest(folder.manifest, model, max_iter, state.fingerprint, folder.final,
@@ -439,8 +445,13 @@ def train(request: TrainingRequest) -> int:
                 segment_log.unlink()  # nothing to train: no segment
             else:
                 segment = Segment.of(segment_log.name, plan.start, request.threads, nets.solver)
+                seed = nets.solver.random_seed
+
+                def reseed(iteration: int) -> None:
+                    caffe.set_random_seed(iteration_seed(seed, iteration))
+
                 stopped = _train_segment(caffe_pb2, folder, state, segment, plan, nets, solver, scheduled, terminal, Progress,
-                                         request.initial_weights)
+                                         reseed, request.initial_weights)
         if stopped is not None:
             log.warning("stopped by signal %d; the snapshots are kept: run the same command again to resume", stopped)
             return 128 + stopped
@@ -450,7 +461,7 @@ def train(request: TrainingRequest) -> int:
             warn_of_settings_not_applied(state.segments, nets.solver)
         # Every scheduled snapshot now exists: those up to plan.start were there, the segment made the rest.
         shutil.rmtree(folder.staging)
-        write_outputs(folder, request.model, max_iter, state, scheduled, request.reproducibility_out)
+        write_outputs(folder, request.model, max_iter, state, scheduled, request.reproducibility_out, nets)
         log.info("wrote %s, %s, %s", folder.manifest, folder.final, folder.caffe_log)
     return 0
 
@@ -510,7 +521,7 @@ def warn_of_settings_not_applied(segments: list[Segment], solver: Any) -> None:
 
 def _train_segment(caffe_pb2: Any, folder: TrainingFolder, state: TrainingState, segment: Segment, plan: Plan,
                    nets: NetFiles, solver: Any, scheduled: list[int], terminal: TextIO, progress_type: Any,
-                   initial_weights: Path | None = None) -> int | None:
+                   reseed: Callable[[int], None], initial_weights: Path | None = None) -> int | None:
     """Run one segment: record it in the folder's state, restore and replay if it resumes (else copy in the
     initial weights, if any), and train to max_iter, recording every snapshot it takes. Returns the signal
     that stopped it, if one did."""
@@ -536,7 +547,8 @@ def _train_segment(caffe_pb2: Any, folder: TrainingFolder, state: TrainingState,
     with progress_type(total=plan.max_iter, initial=plan.start, desc=f"train {model}", unit="it",
                        stream=terminal) as progress:
         session = Session(caffe_pb2, folder, plan, solver, progress, set(scheduled) - {plan.max_iter},
-                          on_snapshot=lambda iteration, digest: record_snapshot(folder, state, iteration, segment, resumed, digest))
+                          on_snapshot=lambda iteration, digest: record_snapshot(folder, state, iteration, segment, resumed, digest),
+                          reseed=reseed)
         stop = session.run()
     if stop is not None:
         log_marker(f"stopped by signal {stop.signum} at iteration {stop.iteration}")
