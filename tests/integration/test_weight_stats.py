@@ -179,3 +179,21 @@ def test_more_activation_images_than_the_test_set_holds_is_an_error(trained: Pat
                            "--out", str(tmp_path / "out"), cwd=trained, check=False)
     assert result.returncode == 2
     assert "holds 100 test images, fewer than weight_stats.activation_images (5000)" in result.stderr
+
+
+def test_batchnorm_running_statistics_are_not_counted_as_weights(tmp_path: Path) -> None:
+    """A BatchNorm layer holds mean, variance and their scale factor, which SGD does not learn."""
+    from caffepipe.core.caffe_env import import_caffe
+    from caffepipe.inspection.weight_stats import layer_params
+
+    caffe = import_caffe(threads=1)
+    L = caffe.layers
+    spec = caffe.NetSpec()
+    spec.data = L.Input(shape=dict(dim=[2, 1, 8, 8]))
+    spec.conv = L.Convolution(spec.data, num_output=3, kernel_size=3, weight_filler=dict(type="xavier"))
+    spec.bn = L.BatchNorm(spec.conv)
+    spec.ip = L.InnerProduct(spec.bn, num_output=4)
+    (tmp_path / "net.prototxt").write_text(str(spec.to_proto()))
+    params = layer_params(caffe.Net(str(tmp_path / "net.prototxt"), caffe.TEST))
+    assert {layer: [blob.shape for blob in blobs] for layer, blobs in params.items()} == {
+        "conv": [(3, 1, 3, 3), (3,)], "ip": [(4, 108), (4,)]}

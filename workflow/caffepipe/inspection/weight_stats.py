@@ -61,6 +61,7 @@ INPUT_BLOB = "data"
 BLOB_NAMES = ("weights", "biases")            # a learnable layer's parameter blobs, in Caffe's order
 UNMEASURED_TYPES = ("Input", "Softmax")       # the images themselves, and probabilities that always average 1/K
 RELU_TYPE = "ReLU"
+NOT_LEARNED_TYPES = ("BatchNorm",)            # parameter blobs that SGD does not update
 PER_ITERATIONS = 1000                         # change_per_1k: relative change scaled to this many iterations
 STAGE_THREADS = 1                             # a few forward passes of a small batch: one BLAS thread is plenty
 PANEL_COLUMNS = 4
@@ -301,8 +302,11 @@ def plot_activations(activations: pd.DataFrame, images: int, model: str, path: P
 # pycaffe: reading a snapshot's weights and the layer outputs
 
 def layer_params(net: Any) -> LayerParams:
-    """Copies of every learnable layer's parameter blobs (weights, then biases when the layer has them)."""
-    return {name: [blob.data.copy() for blob in blobs] for name, blobs in net.params.items()}
+    """Copies of every learnable layer's parameter blobs (weights, then biases when the layer has them). A
+    BatchNorm layer's blobs are running statistics (mean, variance, their scale factor), not learned weights."""
+    types = {name: layer.type for name, layer in zip(net._layer_names, net.layers)}
+    return {name: [blob.data.copy() for blob in blobs] for name, blobs in net.params.items()
+            if types[name] not in NOT_LEARNED_TYPES}
 
 
 def layer_outputs(net: Any, images: np.ndarray) -> list[tuple[str, str, str, np.ndarray]]:
