@@ -28,6 +28,7 @@ TINY = {
     "analyze": {"gallery_max": 8, "forgotten_max": 8},
     "time": {"iterations": 2, "throughput_batch_sizes": [1, 8], "threads": 1},
     "visualize": {"sample_count": 1},
+    "weight_stats": {"activation_images": 16, "histogram_snapshots": 2, "histogram_bins": 9},
     "finetune": {"sizes": [20, 50], "max_iter": 20, "test_interval": 10, "display": 5, "snapshot_interval": 10,
                  "snapshot_iters": [], "batch_size": 16, "test_batch_size": 50, "threads": 1},
 }

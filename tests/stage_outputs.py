@@ -6,6 +6,7 @@
 - upstream_reports: raw IDX files and source.json, bench-io's, parse-log's, train's reproducibility.json,
   evaluate's and analyze's outputs, with made-up numbers;
 - cam_reports: `caffepipe cam`'s index.json per model (a CAM model's with two placeholder figures);
+- figure_reports: time's, visualize's (net diagram included), sobel's and weight-stats' outputs;
 - report_inputs, report_argv: all of those for `caffepipe report`, and its command line.
 """
 from __future__ import annotations
@@ -181,10 +182,34 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
             "analysis_metrics": root / "analysis-metrics.json", "finetune": finetune}
 
 
+STAND_IN_SVG = ('<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n<svg width="120pt" height="40pt" '
+                'viewBox="0 0 120 40" xmlns="http://www.w3.org/2000/svg"><text x="4" y="24">{text}</text></svg>\n')
+
+
+def weight_stats_reports(folder: Path, model: str) -> None:
+    """<folder> as `caffepipe weight-stats` writes it for one model: two snapshots, made-up numbers."""
+    _write(folder / "weights.csv", "iteration,layer,blob,count,mean,std,norm,relative_change,change_per_1k\n"
+           "10,ip1,weights,100,0.0,0.1,1.0,,\n10,ip1,biases,10,0.0,0.0,0.0,,\n"
+           "40,ip1,weights,100,0.0,0.2,2.0,1.0,33.3\n40,ip1,biases,10,0.1,0.01,0.3,,\n")
+    _write(folder / "norms.csv", "iteration,layer,weight_norm\n10,ip1,1.0\n40,ip1,2.0\n")
+    _write(folder / "histograms.csv", "iteration,layer,left,right,count\n10,ip1,-1.0,0.0,50\n10,ip1,0.0,1.0,50\n")
+    _write(folder / "activations.csv", "iteration,layer,type,top,mean,std,dead_fraction\n"
+           "10,ip1,InnerProduct,ip1,0.1,1.0,\n10,relu1,ReLU,ip1,0.4,0.5,0.1\n"
+           "40,ip1,InnerProduct,ip1,0.2,1.5,\n40,relu1,ReLU,ip1,0.6,0.8,0.125\n")
+    figures_index = []
+    for number, name in enumerate(("weights", "histograms", "activations")):
+        _png(folder / f"{name}.png", seed=6 + number)
+        figures_index.append({"file": f"{name}.png", "caption": f"{model}: {name} over training"})
+    _write(folder / "summary.json", json.dumps({
+        "model": model, "iterations": [10, 40], "activation_images": 8, "settled_change": 0.01, "figures": figures_index,
+        "observations": [{"layer": "ip1", "kind": "weights", "text": f"{model}'s ip1 weights still move at the end."},
+                         {"layer": "relu1", "kind": "dead_relu", "text": "relu1 (on ip1) has 12% dead units at the end."}]}))
+
+
 def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
-    """time/, visualize/ and sobel/ under root as `caffepipe time`, `visualize` and `sobel` write them, with
-    made-up numbers and placeholder figures; returns the folders by name."""
-    time_dir, visualize, sobel = root / "time", root / "visualize", root / "sobel"
+    """time/, visualize/, sobel/ and weights/ under root as `caffepipe time`, `visualize`, `sobel` and
+    `weight-stats` write them, with made-up numbers and placeholder figures; returns the folders by name."""
+    time_dir, visualize, sobel, weights = root / "time", root / "visualize", root / "sobel", root / "weights"
     for model in models:
         _write(time_dir / model / "layers.csv", "layer,forward_ms,backward_ms\ndata,0.03,0.0\nconv1,0.2,0.3\nloss,0.01,0.001\n")
         _write(time_dir / model / "totals.json", json.dumps({"model": model, "threads": 1, "forward_ms": 2.4, "backward_ms": 2.3,
@@ -196,13 +221,16 @@ def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[st
         _write(time_dir / model / "complexity.json", json.dumps({"model": model, "parameters": 431080, "statistics": 0,
                                                                 "multiply_adds": 2293000, "layers": []}))
         _png(visualize / model / "filters.png", seed=4)
+        _write(visualize / model / "net.svg", STAND_IN_SVG.format(text=f"{model} net"))
         _write(visualize / model / "index.json", json.dumps({"model": model, "samples": [], "figures": [
-            {"file": "filters.png", "caption": f"{model}: first-layer filters", "kind": "filters", "layer": "conv1"}]}))
+            {"file": "filters.png", "caption": f"{model}: first-layer filters", "kind": "filters", "layer": "conv1"}],
+            "diagram": {"file": "net.svg", "caption": f"{model}: the deploy net", "layers": ["data", "ip1", "prob"]}}))
+        weight_stats_reports(weights / model, model)
     _png(sobel / "sobel.png", seed=5)
     _write(sobel / "index.json", json.dumps({"figures": [{"file": "sobel.png", "caption": "Sobel", "kind": "sobel"}],
                                              "kernels": {"sobel_x": [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]],
                                                          "sobel_y": [[-1, -2, -1], [0, 0, 0], [1, 2, 1]]}}))
-    return {"time": time_dir, "visualize": visualize, "sobel": sobel}
+    return {"time": time_dir, "visualize": visualize, "sobel": sobel, "weights": weights}
 
 
 def cam_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
@@ -238,6 +266,7 @@ def report_inputs(root: Path) -> dict[str, Path]:
 def report_argv(inputs: dict[str, Path]) -> list[str]:
     """`caffepipe report`'s arguments for the folders of report_inputs."""
     argv = ["--params", str(inputs["params"]), "--out", str(inputs["out"])]
-    for name in ("raw", "bench", "train", "eval", "analysis", "analysis_metrics", "time", "visualize", "sobel", "finetune", "cam"):
+    for name in ("raw", "bench", "train", "eval", "analysis", "analysis_metrics", "time", "visualize", "sobel", "finetune",
+                 "cam", "weights"):
         argv += [f"--{name.replace('_', '-')}", str(inputs[name])]
     return argv

@@ -20,7 +20,8 @@ from tests.stage_outputs import report_argv, report_inputs
 
 pytestmark = pytest.mark.integration
 
-SECTIONS = ("summary", "data", "bench", "training", "comparison", "zoo", "cam", "analysis", "timing", "visualizations", "finetune", "run")
+SECTIONS = ("summary", "data", "bench", "training", "comparison", "zoo", "cam", "analysis", "timing", "visualizations",
+            "finetune", "diagrams", "weights", "run")
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
 
@@ -73,11 +74,17 @@ def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path
                             "#analysis-which"]
     assert {link.removeprefix("#") for link in page.toc} <= set(page.ids)
     # data grid, read benchmark, training curves, the zoo's error curves, gapnet's 2 CAM figures, 2 analysis
-    # figures, 3 layer charts, 3 filter figures (lenet, mlp, gapnet), Sobel, fine-tuning
-    assert len(page.images) == 16
+    # figures, 3 layer charts, 3 filter figures (lenet, mlp, gapnet), Sobel, fine-tuning, then per model a net
+    # diagram (SVG) and 3 weight-statistics figures
+    models = 3
+    assert len(page.images) == 16 + models * (1 + 3)
+    svgs = [image for image in page.images if image["src"].startswith("data:image/svg+xml;base64,")]
+    assert len(svgs) == models and all(b"<svg" in base64.b64decode(image["src"].split(",", 1)[1]) for image in svgs)
     for image in page.images:
-        assert image["src"].startswith("data:image/png;base64,")
         assert image["alt"]
+        if image in svgs:
+            continue
+        assert image["src"].startswith("data:image/png;base64,")
         decoded = Image.open(io.BytesIO(base64.b64decode(image["src"].split(",", 1)[1])))
         assert decoded.size[0] > 0 and decoded.size[1] > 0
     # nothing is loaded from outside the file: links are anchors, data: URIs, or data files beside the page
@@ -92,7 +99,7 @@ def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path
     for text in ("8 of 40 test images are wrong", "Is every class equally likely to be wrong?",
                  "test (final snapshot): accuracy", "deploy net: images/s at batch 8", "sobel_x",
                  "snapshot_iters", "snakemake", "git commit", "Worth looking at", "4/9: 3 errors (37.50% of all)",
-                 "No baseline to compare with: not a git work tree"):
+                 "No baseline to compare with: not a git work tree", "relu1 (on ip1) has 12% dead units at the end."):
         assert text in html, text
 
 

@@ -3,6 +3,7 @@ load and the console must show no error; the first screen is the summary, and th
 reader down the page. tests/report_browser.py drives Chromium through Playwright."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,8 +58,17 @@ def test_command_line_screenshots_the_top_of_a_page_and_fails_on_a_missing_file(
     assert missing.stderr.strip().count("\n") == 0 and "absent.html: no such file" in missing.stderr
 
 
-def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_path: Path) -> None:
-    """The real time, visualize, sobel and report commands on tiny nets; the other stages' files made up."""
+def one_snapshot_manifest(nets: Path, model: str) -> Path:
+    """snapshots.json listing the tiny net's final.caffemodel as its one snapshot, for `caffepipe weight-stats`."""
+    path = nets / "snapshots.json"
+    path.write_text(json.dumps({"version": 1, "model": model, "max_iter": 1, "fingerprint": "tiny", "final": "final.caffemodel",
+                                "snapshots": [{"iteration": 1, "caffemodel": "final.caffemodel", "solverstate": "unused"}]}))
+    return path
+
+
+def test_report_from_real_time_visualize_sobel_and_weight_stats_outputs_loads_cleanly(tmp_path: Path) -> None:
+    """The real time, visualize (net diagrams included), sobel, weight-stats and report commands on tiny nets; the
+    other stages' files made up."""
     work = stage_workdir(caffe_env.import_caffe(threads=1), tmp_path / "work")
     upstream = upstream_reports(work / "reports")
     cam = cam_reports(work / "reports")["cam"]
@@ -66,12 +76,16 @@ def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_pat
         common = ["--params", "params.yaml", "--model", model, "--nets", f"nets/{model}", "--weights", f"nets/{model}/final.caffemodel"]
         run_caffepipe("time", *common, "--out", f"reports/time/{model}", "--threads", "1", cwd=work)
         run_caffepipe("visualize", *common, "--db", "db", "--out", f"reports/visualize/{model}", cwd=work)
+        run_caffepipe("weight-stats", "--params", "params.yaml", "--model", model, "--nets", f"nets/{model}",
+                      "--snapshots", str(one_snapshot_manifest(work / "nets" / model, model)), "--db", "db",
+                      "--out", f"reports/weights/{model}", cwd=work)
     run_caffepipe("sobel", "--params", "params.yaml", "--db", "db", "--out", "reports/sobel", cwd=work)
     run_caffepipe("report", "--params", "params.yaml", "--raw", str(upstream["raw"]), "--bench", str(upstream["bench"]),
                   "--train", str(upstream["train"]), "--eval", str(upstream["eval"]), "--analysis", str(upstream["analysis"]),
                   "--analysis-metrics", str(upstream["analysis_metrics"]),
                   "--time", "reports/time", "--visualize", "reports/visualize", "--sobel", "reports/sobel",
-                  "--finetune", str(upstream["finetune"]), "--cam", str(cam), "--out", "reports/index.html", cwd=work)
+                  "--finetune", str(upstream["finetune"]), "--cam", str(cam), "--weights", "reports/weights",
+                  "--out", "reports/index.html", cwd=work)
 
     screenshot = tmp_path / "screenshot.png"
     result = check_page(work / "reports/index.html", screenshot=screenshot, follow_toc_links=True)
@@ -89,8 +103,10 @@ def test_report_from_real_time_visualize_and_sobel_outputs_loads_cleanly(tmp_pat
     assert result.toc_current["training"] == ["training"]
     # data grid, read benchmark, training curves, 2 analysis figures, 2 layer charts, Sobel,
     # lenet: filters + conv1 pool1 conv2 pool2, mlp: filters + ip1 ip2, fine-tuning, the zoo's error curves
-    # (neither model has class activation maps)
-    assert len(result.images) == 8 + 5 + 3 + 1 + 1
+    # (neither model has class activation maps); per model a net diagram (SVG) and 3 weight-statistics figures
+    assert len(result.images) == 8 + 5 + 3 + 1 + 1 + 2 * (1 + 3)
+    diagrams = [image for image in result.images if image.src.startswith("data:image/svg+xml")]
+    assert len(diagrams) == 2 and all(image.loaded and image.natural_width > image.natural_height for image in diagrams)
     assert result.title == "caffepipe report"
     with Image.open(screenshot) as shot:
         assert shot.size == (1280, result.page_height) and result.page_height > 4000

@@ -24,3 +24,15 @@ def test_doctor_reports_every_broken_piece_and_exits_non_zero(tmp_path, monkeypa
     out = capsys.readouterr().out
     assert "BROKEN caffe" in out and "BROKEN pycaffe" in out
     assert "ok     dvc" in out and "ok     snakemake" in out
+
+
+def test_doctor_says_graphviz_is_missing_without_failing(tmp_path, monkeypatch, capsys) -> None:
+    """Graphviz is optional (only the net diagrams need it): MISSING with its fix, and doctor still exits 0."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    finding = doctor.check_graphviz()
+    assert (finding.ok, finding.optional) == (False, True)
+    assert "apt-get install graphviz" in finding.fix
+    monkeypatch.setattr(doctor, "CHECKS", (doctor.check_graphviz,))
+    assert doctor.main([]) == 0
+    out = capsys.readouterr().out
+    assert "MISSING graphviz" in out and "optional, missing: graphviz" in out

@@ -142,7 +142,8 @@ def test_data_links_are_relative_to_the_page(tmp_path: Path) -> None:
     inputs = report.ReportInputs(params={}, params_path=tmp_path / "params.yaml", raw=tmp_path / "data/raw",
                                  bench=tmp_path / "reports/bench", train=tmp_path / "reports/train", eval=tmp_path,
                                  analysis=tmp_path, analysis_metrics=tmp_path, time=tmp_path, visualize=tmp_path,
-                                 sobel=tmp_path, finetune=tmp_path, cam=tmp_path, out=tmp_path / "reports/index.html",
+                                 sobel=tmp_path, finetune=tmp_path, cam=tmp_path, weights=tmp_path,
+                                 out=tmp_path / "reports/index.html",
                                  baseline=report.resolve_baseline(False, tmp_path))
     assert inputs.link(tmp_path / "reports/bench/io.csv") == report.DataLink("io.csv", "bench/io.csv")
     assert inputs.link(tmp_path / "data/raw/source.json", "source").href == "../data/raw/source.json"

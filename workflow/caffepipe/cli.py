@@ -28,6 +28,7 @@ COMMANDS = {
     "cam": "evaluation.cam",
     "time": "inspection.time",
     "visualize": "inspection.visualize",
+    "weight-stats": "inspection.weight_stats",
     "sobel": "inspection.sobel",
     "predict": "inference.predict",
     "report": "report.report",

@@ -1,7 +1,9 @@
 """Check the environment: where each piece caffepipe runs on is, which version, and what to do if it is broken.
 
 Prints one line per piece (the caffe binary, pycaffe, protobuf, LMDB, LevelDB, OpenBLAS and its thread
-count, DVC, Snakemake, npm) and exits non-zero, naming the fix, when any is missing or broken.
+count, DVC, Snakemake, npm, Graphviz) and exits non-zero, naming the fix, when any is missing or broken.
+Graphviz is optional: without it the pipeline runs and only the net diagrams are left out, so it is reported
+as MISSING, with its fix, and does not make the exit status non-zero.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class Finding:
     ok: bool
     detail: str          # version and location, or what is wrong
     fix: str = ""
+    optional: bool = False   # the pipeline runs without it, with less in the report
 
 
 def _run(command: list[str]) -> str:
@@ -119,9 +122,17 @@ def check_npm() -> Finding:
     return Finding("npm", True, f"{_run([location, '--version'])} at {location}")
 
 
+def check_graphviz() -> Finding:
+    location = shutil.which("dot")
+    if location is None:
+        return Finding("graphviz", False, "`dot` not found: the report leaves out the net diagrams",
+                       "install Debian's graphviz package (apt-get install graphviz)", optional=True)
+    return Finding("graphviz", True, f"{_run([location, '-V'])} at {location}")
+
+
 CHECKS: tuple[Callable[[], Finding], ...] = (
     check_caffe_binary, check_pycaffe, check_protobuf, check_lmdb, check_leveldb, check_openblas,
-    check_dvc, check_snakemake, check_npm,
+    check_dvc, check_snakemake, check_npm, check_graphviz,
 )
 
 
@@ -140,7 +151,7 @@ def run_checks() -> list[Finding]:
 
 
 def format_finding(finding: Finding) -> str:
-    status = "ok     " if finding.ok else "BROKEN "
+    status = "ok     " if finding.ok else "MISSING " if finding.optional else "BROKEN "
     fix = f"  -> fix: {finding.fix}" if not finding.ok and finding.fix else ""
     return f"{status}{finding.name:<10} {finding.detail}{fix}"
 
@@ -150,11 +161,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--brief", action="store_true", help="print only problems and a one-line summary")
     args = parser.parse_args(argv)
     findings = run_checks()
-    broken = [finding for finding in findings if not finding.ok]
+    broken = [finding for finding in findings if not finding.ok and not finding.optional]
+    missing = [finding for finding in findings if not finding.ok and finding.optional]
     for finding in findings:
         if not args.brief or not finding.ok:
             print(format_finding(finding))
-    summary = f"caffepipe doctor: {len(findings) - len(broken)}/{len(findings)} ok"
+    summary = f"caffepipe doctor: {len(findings) - len(broken) - len(missing)}/{len(findings)} ok"
+    summary += "" if not missing else f"; optional, missing: {', '.join(f.name for f in missing)}"
     print(summary + ("" if not broken else f"; broken: {', '.join(f.name for f in broken)}"))
     if broken:
         detail = re.sub(r"\s+", " ", broken[0].detail)

@@ -14,8 +14,12 @@ images (transformed as the test net's Data layer does: training/input_transform.
   digit beside all of that layer's channels. A net with neither (the MLP) gets the same for its hidden
   InnerProduct layers instead, each layer's outputs laid out as a square image.
 
-index.json lists the figures in that order, each {"file", "caption", "kind", "layer"}, plus the samples drawn
-({"index", "label", "prediction"}); `caffepipe report` reads it.
+- net.svg: the deploy net as a diagram, left to right, drawn by Caffe's caffe.draw and Graphviz
+  (net_diagram.py); left out, with a note saying what to install, when Graphviz is missing.
+
+index.json lists the figures in that order, each {"file", "caption", "kind", "layer"}, the samples drawn
+({"index", "label", "prediction"}) and the diagram ({"file", "caption", "layers"}, or {"file": null, "note",
+"layers"}); `caffepipe report` reads it.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from caffepipe.data import datum
 from caffepipe.core import figures
 from caffepipe.core.atomic import atomic_output
 from caffepipe.core.errors import CaffepipeError
+from caffepipe.inspection.net_diagram import DIAGRAM_FILE, draw_net_diagram
 from caffepipe.training.input_transform import InputTransform, nets_input_transform
 from caffepipe.training.models import INPUT_SCALE
 from caffepipe.training.net_files import open_net
@@ -226,6 +231,7 @@ def visualize(caffe, model: str, nets: Path, weights: Path, db_dir: Path, sample
     predictions = blobs[OUTPUT_BLOB].reshape(len(images), -1).argmax(axis=1)
     figures_index = []
     with atomic_output(out, directory=True) as temporary:
+        diagram = draw_net_diagram(nets / DEPLOY_NET_FILE, temporary / DIAGRAM_FILE)
         name, kind, filters = first_layer_filters(net, images.shape[1:])
         plot_filters(name, kind, filters, model, temporary / "filters.png")
         colour_caption = (f"{model}: the first {len(filters)} {name} kernels in colour: each pixel shows the kernel's red, "
@@ -249,6 +255,7 @@ def visualize(caffe, model: str, nets: Path, weights: Path, db_dir: Path, sample
             "model": model,
             "figures": figures_index,
             "samples": [{"index": i, "label": int(labels[i]), "prediction": int(predictions[i])} for i in range(len(images))],
+            "diagram": diagram,
         }
         (temporary / "index.json").write_text(json.dumps(index, indent=2) + "\n")
     log.info("%s: %d figures in %s", model, len(figures_index), out)

@@ -285,6 +285,34 @@ STAGES: tuple[Stage, ...] = (
         runtime_min=30,
     ),
     Stage(
+        name="weight_stats",
+        summary="per-layer weight and activation statistics across a model's snapshots, with what they show",
+        per_model=True,
+        command=(
+            "caffepipe weight-stats --params params.yaml --model {model} --nets data/nets/{model}"
+            " --snapshots data/train/{model}/snapshots.json --db data/db --out reports/weights/{model}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/snapshots.json", "data/db"),
+        persist_inputs=("data/train/{model}/snapshots",),
+        outputs=(
+            Output("reports/weights/{model}/weights.csv"),
+            # one line per layer: the custom template .dvc/plots/per_layer.json colours by the `layer` column
+            Output("reports/weights/{model}/norms.csv",
+                   plot=Plot(x="iteration", y="weight_norm", title="{model}: weight norm per layer", template="per_layer")),
+            Output("reports/weights/{model}/histograms.csv"),
+            Output("reports/weights/{model}/activations.csv"),
+            Output("reports/weights/{model}/weights.png"),
+            Output("reports/weights/{model}/histograms.png"),
+            Output("reports/weights/{model}/activations.png"),
+            Output("reports/weights/{model}/summary.json"),
+        ),
+        params=("weight_stats", "netgen.backend"),
+        code=("inspection/weight_stats.py", "training/models.py", "training/net_files.py", "training/nets_folder.py",
+              "training/snapshots.py", "data/datum.py", "core/caffe_env.py", "core/progress.py", "core/figures.py",
+              "training/input_transform.py", "data/mean_image.py"),
+        mem_mb=4000,
+    ),
+    Stage(
         name="analyze",
         summary="error analyses across snapshots and models: which images are wrong, which class, forgetting",
         command=(
@@ -335,7 +363,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         name="visualize",
-        summary="draw a trained model's filters and feature maps",
+        summary="draw a model's net diagram and a trained model's filters and feature maps",
         per_model=True,
         command=(
             "caffepipe visualize --params params.yaml --model {model} --nets data/nets/{model}"
@@ -344,7 +372,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel", "data/db"),
         outputs=(Output("reports/visualize/{model}", directory=True),),
         params=("visualize",),
-        code=("inspection/visualize.py", "training/models.py", "training/net_files.py", "training/nets_folder.py",
+        code=("inspection/visualize.py", "inspection/net_diagram.py", "training/models.py", "training/net_files.py", "training/nets_folder.py",
               "training/snapshots.py", "core/caffe_env.py", "data/datum.py", "core/figures.py",
               "training/input_transform.py", "data/mean_image.py"),
     ),
@@ -355,7 +383,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/db",),
         outputs=(Output("reports/sobel", directory=True),),
         params=("visualize",),
-        code=("inspection/sobel.py", "inspection/visualize.py", "training/models.py", "training/net_files.py",
+        code=("inspection/sobel.py", "inspection/visualize.py", "inspection/net_diagram.py", "training/models.py", "training/net_files.py",
               "training/nets_folder.py", "training/snapshots.py", "core/caffe_env.py", "data/datum.py",
               "core/figures.py", "training/input_transform.py", "data/mean_image.py"),
     ),
@@ -386,7 +414,7 @@ STAGES: tuple[Stage, ...] = (
             "caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train"
             " --eval reports/eval --analysis reports/analysis --analysis-metrics reports/analysis-metrics.json"
             " --time reports/time --visualize reports/visualize --sobel reports/sobel --finetune reports/finetune"
-            " --cam reports/cam --out reports/index.html"
+            " --cam reports/cam --weights reports/weights --out reports/index.html"
         ),
         inputs=(
             "data/raw",
@@ -407,10 +435,20 @@ STAGES: tuple[Stage, ...] = (
             "reports/finetune/curves.csv",
             "reports/finetune/weight_change.csv",
             "reports/cam/{models}",
+            # every file weight-stats writes: DVC declares their folder reports/weights (see _dvc_dependency)
+            "reports/weights/{models}/weights.csv",
+            "reports/weights/{models}/norms.csv",
+            "reports/weights/{models}/histograms.csv",
+            "reports/weights/{models}/activations.csv",
+            "reports/weights/{models}/weights.png",
+            "reports/weights/{models}/histograms.png",
+            "reports/weights/{models}/activations.png",
+            "reports/weights/{models}/summary.json",
         ),
         outputs=(Output("reports/index.html"),),
         params=("report", MODELS_PARAM),
-        code=("report/report.py", "report/summary.py", "report/baseline.py", "report/images.py", *REPORT_TEMPLATES,
+        code=("report/report.py", "report/summary.py", "report/baseline.py", "report/images.py",
+              "report/inspection_sections.py", *REPORT_TEMPLATES,
               "evaluation/error_stats.py", "core/caffe_env.py", "data/class_names.py", "data/idx.py",
               "core/figures.py", "core/upstream.py", "report/zoo_section.py", "report/cam_section.py",
               "data/raw_images.py", "data/cifar.py"),

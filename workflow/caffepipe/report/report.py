@@ -3,7 +3,7 @@
     caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train
         --eval reports/eval --analysis reports/analysis --analysis-metrics reports/analysis-metrics.json
         --time reports/time --visualize reports/visualize --sobel reports/sobel --finetune reports/finetune
-        --out reports/index.html
+        --weights reports/weights --out reports/index.html
 
 Every figure is embedded as a base64 PNG data URI (re-encoded with a 256-colour palette, images.py), the
 stylesheet and the table of contents' few lines of script are inline, so the file needs no server and no other
@@ -30,6 +30,8 @@ Sections and where each one's numbers come from:
 - visualisations: --visualize/<model>/index.json (`caffepipe visualize`) and --sobel/index.json (`caffepipe sobel`);
 - fine-tuning: runs.csv, curves.csv and weight_change.csv from --finetune (`caffepipe finetune`);
 - the zoo and class activation maps: zoo_section.py and cam_section.py (--cam, `caffepipe cam`);
+- net diagrams, and weights and activations over training: --visualize/<model>/net.svg and --weights/<model>/
+  (`caffepipe visualize`, `caffepipe weight-stats`), built by inspection_sections.py;
 - run information: the data's provenance (--raw/source.json), the baseline commit, the params, tool versions,
   the git commit and its date.
 
@@ -64,7 +66,7 @@ from caffepipe.core.upstream import read_json, require
 from caffepipe.data import raw_images
 from caffepipe.data.class_names import class_names
 from caffepipe.pipeline.params import add_params_argument, load_params
-from caffepipe.report import summary
+from caffepipe.report import inspection_sections, summary
 from caffepipe.report.baseline import Baseline, resolve_baseline
 from caffepipe.report.images import compact_png
 from caffepipe.report.cam_section import cam_section
@@ -129,6 +131,7 @@ class ReportInputs:
     sobel: Path
     finetune: Path
     cam: Path
+    weights: Path
     out: Path
     baseline: Baseline
 
@@ -721,6 +724,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("timing", "Layer timings", timing_section),
     Section("visualizations", "Visualisations", visualization_section),
     Section("finetune", "Fine-tuning", finetune_section),
+    Section("diagrams", "Net diagrams", inspection_sections.diagrams_section),
+    Section("weights", "Weights over training", inspection_sections.weights_section),
     Section("run", "Run information", run_section),
 )
 
@@ -757,7 +762,7 @@ def read_inputs(args: argparse.Namespace) -> ReportInputs:
     return ReportInputs(params=params, params_path=Path(args.params), raw=args.raw, bench=args.bench,
                         train=args.train, eval=args.eval, analysis=args.analysis,
                         analysis_metrics=args.analysis_metrics, time=args.time, visualize=args.visualize,
-                        sobel=args.sobel, finetune=args.finetune, cam=args.cam, out=args.out,
+                        sobel=args.sobel, finetune=args.finetune, cam=args.cam, weights=args.weights, out=args.out,
                         baseline=resolve_baseline(params["report"]["baseline"], args.out.absolute().parent))
 
 
@@ -770,7 +775,8 @@ def main(argv: list[str]) -> int:
                        ("eval", "evaluation metrics (evaluate)"),
                        ("analysis", "error analyses (analyze)"), ("time", "layer timings (time)"),
                        ("visualize", "visualisations (visualize)"), ("sobel", "Sobel figure (sobel)"),
-                       ("finetune", "fine-tuning tables (finetune)"), ("cam", "class activation maps (cam)")):
+                       ("finetune", "fine-tuning tables (finetune)"), ("cam", "class activation maps (cam)"),
+                       ("weights", "weight and activation statistics (weight-stats)")):
         parser.add_argument(f"--{name}", required=True, type=Path, help=f"folder of {what}")
     parser.add_argument("--analysis-metrics", required=True, type=Path,
                         help="analyze's headline numbers per model (reports/analysis-metrics.json)")
