@@ -26,7 +26,8 @@ def report_paths(inputs: dict[str, Path]) -> report.ReportInputs:
         params={"netgen": {"models": MODELS}}, params_path=inputs["params"], raw=inputs["raw"], bench=inputs["bench"],
         train=inputs["train"], eval=inputs["eval"], analysis=inputs["analysis"],
         analysis_metrics=inputs["analysis_metrics"], time=inputs["time"], visualize=inputs["visualize"],
-        sobel=inputs["sobel"], finetune=inputs["finetune"], weights=inputs["weights"], out=inputs["out"],
+        sobel=inputs["sobel"], finetune=inputs["finetune"], cam=inputs["cam"], weights=inputs["weights"],
+        out=inputs["out"],
         baseline=report.resolve_baseline(False, inputs["out"].parent))
 
 

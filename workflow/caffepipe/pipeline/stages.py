@@ -307,7 +307,7 @@ STAGES: tuple[Stage, ...] = (
             Output("reports/weights/{model}/summary.json"),
         ),
         params=("weight_stats", "netgen.backend"),
-        code=("inspection/weight_stats.py", "training/models.py", "training/net_files.py", "training/nets_folder.py",
+        code=("inspection/weight_stats.py", "training/net_files.py", "training/nets_folder.py",
               "training/snapshots.py", "data/datum.py", "core/caffe_env.py", "core/progress.py", "core/figures.py",
               "training/input_transform.py", "data/mean_image.py"),
         mem_mb=4000,
