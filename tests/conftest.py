@@ -23,7 +23,7 @@ TINY = {
     "bench_io": {"repeats": 1, "cold": False, "caffe_batch_size": 16, "caffe_batches": 2},
     "netgen": {"train_batch_size": 16, "test_batch_size": 50},
     "train": {"max_iter": 40, "test_interval": 20, "display": 5, "snapshot_interval": 1000,
-              "snapshot_iters": [10, 30], "threads": 1},
+              "snapshot_iters": [10, 30], "threads": 1, "overrides": {}},
     "evaluate": {"batch_size": 100, "threads": 1},
     "analyze": {"gallery_max": 8, "forgotten_max": 8},
     "time": {"iterations": 2, "throughput_batch_sizes": [1, 8], "threads": 1},

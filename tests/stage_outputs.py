@@ -5,6 +5,7 @@
   names as caffepipe's models), and a .caffemodel saved by pycaffe;
 - upstream_reports: raw IDX files and source.json, bench-io's, parse-log's, train's reproducibility.json,
   evaluate's and analyze's outputs, with made-up numbers;
+- cam_reports: `caffepipe cam`'s index.json per model (a CAM model's with two placeholder figures);
 - report_inputs, report_argv: all of those for `caffepipe report`, and its command line.
 """
 from __future__ import annotations
@@ -19,6 +20,9 @@ from caffepipe.data.build_db import build_databases
 from tests.idx_files import write_idx
 
 MODEL_KINDS = ("lenet", "mlp")
+# The report's stand-ins: the default pipeline's models, one of them with class activation maps
+REPORT_MODELS = ("lenet", "mlp", "gapnet")
+CAM_MODELS = ("gapnet",)
 
 
 def tiny_db(folder: Path, train: int = 64, test: int = 32) -> Path:
@@ -78,7 +82,7 @@ def stage_workdir(caffe, work: Path, **params) -> Path:
     tiny_db(work / "db")
     for kind in MODEL_KINDS:
         tiny_nets(caffe, work / "nets" / kind, kind, train_source="db/train_lmdb")
-    write_params(work / "params.yaml", tiny_params(**params))
+    write_params(work / "params.yaml", tiny_params(**{"netgen": {"models": list(MODEL_KINDS)}, **params}))
     return work
 
 
@@ -98,9 +102,9 @@ def _write(path: Path, text: str) -> Path:
 
 
 def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
-    """raw/, bench/, train/, eval/, analysis/ and finetune/ under root, as fetch, bench-io, parse-log, train
-    (its reproducibility.json, every model bit-reproducible), evaluate, analyze and finetune write them;
-    returns the folders by name."""
+    """raw/, bench/, train/, eval/, analysis/ (and analysis-metrics.json) and finetune/ under root, as fetch,
+    bench-io, parse-log, train (its reproducibility.json, every model bit-reproducible), evaluate, analyze and
+    finetune write them; returns the paths by name."""
     raw = root / "raw"
     raw.mkdir(parents=True)
     for prefix, count, seed in (("train", 120, 1), ("t10k", 40, 2)):
@@ -112,7 +116,8 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
 
     bench = root / "bench"
     _write(bench / "io.csv", "format,images_per_s,seconds\nlmdb,250000.5,0.1\nleveldb,180000.25,0.2\npng,9000.75,3.1\n")
-    _write(bench / "metrics.json", json.dumps({"lmdb_images_per_s": 250000.5, "png_images_per_s": 9000.75}))
+    _write(bench / "metrics.json", json.dumps({"lmdb_images_per_s": 250000.5, "png_images_per_s": 9000.75,
+                                                  "python_lmdb_over_jpeg_warm": 27.78, "caffe_lmdb_over_jpeg_warm": 10.6}))
     _png(bench / "io.png")
 
     train, eval_dir = root / "train", root / "eval"
@@ -122,7 +127,9 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
             f"{i},{2.3 * np.exp(-i / 20) + 0.05:.5f},0.01\n" for i in iterations))
         _write(train / model / "test.csv", "iteration,accuracy,loss\n" + "".join(
             f"{i},{0.1 + 0.8 * (1 - np.exp(-i / 15)):.4f},{2.3 * np.exp(-i / 15) + 0.1:.4f}\n" for i in (0, 20, 40)))
-        _write(train / model / "metrics.json", json.dumps({"final_iteration": 40, "final_train_loss": 0.2, "final_test_accuracy": 0.78}))
+        _write(train / model / "metrics.json", json.dumps({"iteration": 40, "seconds": 2.0 + number, "test": {"accuracy": 0.78, "loss": 0.5},
+                                                                   "train": {"loss": 0.2},
+                                                                   "peak_memory_mb": 250.0 + number}))
         _write(train / model / "reproducibility.json", json.dumps({"blas_threads": [1], "bit_reproducible": True,
                                                                    "reproducibility_note": None}))
         _write(eval_dir / model / "metrics.json", json.dumps({"iteration": 40, "accuracy": 0.8 - 0.05 * number,
@@ -134,7 +141,7 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
         f"{c},4,{c % 3},{(c % 3) / 4}\n" for c in range(10)))
     _png(analysis / "cnn_vs_mlp.png", seed=2)
     summary = {
-        "questions": {"which": "Which images are misclassified?", "per_class": "Is every class equally likely to be wrong?",
+        "questions": {"which": "Which images are misclassified?", "why": "Why?", "per_class": "Is every class equally likely to be wrong?",
                       "comparison": "CNN against MLP"},
         "models": list(models),
         "items": [
@@ -142,11 +149,23 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
              "caption": "The most confident errors", "headline": {"label": "errors", "value": 8, "text": "8 of 40 test images are wrong"}},
             {"question": "per_class", "kind": "table", "path": "class_error_rates_lenet.csv", "model": "lenet",
              "caption": "Error rate per class", "headline": {"label": "worst class", "value": 2, "text": None}},
+            {"question": "why", "kind": "table", "path": "confused_pairs_lenet.csv", "model": "lenet",
+             "caption": "Class pairs lenet confuses", "headline": {"label": "most confused pair", "value": "4/9",
+                                                                   "text": "4/9: 3 errors (37.50% of all)"}},
             {"question": "comparison", "kind": "figure", "path": "cnn_vs_mlp.png", "model": None,
              "caption": "Error over training", "headline": {"label": "final error", "value": {m: 0.2 for m in models}, "text": None}},
         ],
     }
+    _write(analysis / "confused_pairs_lenet.csv", "pair,a,b,a_as_b,b_as_a,count,share,rank\n4/9,4,9,2,1,3,0.375,1\n"
+                                                  "3/5,3,5,1,1,2,0.25,2\n")
     _write(analysis / "summary.json", json.dumps(summary))
+    _write(root / "analysis-metrics.json", json.dumps({model: {
+        "final_iteration": 40, "final_error": 0.2 + 0.05 * number, "final_errors": 8 + 2 * number, "final_loss": 0.6,
+        "earliest_iteration": 10, "earliest_error": 0.7, "top_pair_share": 0.375, "chi2_p": 0.2, "worst_class_error": 0.5,
+        "forgetting_events": 3, "images_forgotten": 3, "never_learned": 1} for number, model in enumerate(models)}))
+    _write(analysis / "total_error_vs_iteration.csv", "model,iteration,error,loss,errors\n" + "".join(
+        f"{model},{i},{0.9 * np.exp(-i / 15) + 0.05 * number:.4f},1.0,{int(36 * np.exp(-i / 15))}\n"
+        for number, model in enumerate(models) for i in (10, 20, 40)))
 
     finetune = root / "finetune"
     modes, sizes = ("last_layer", "full", "scratch"), (20, 50)
@@ -158,7 +177,8 @@ def upstream_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[
     _write(finetune / "weight_change.csv", "mode,size,layer,relative_change\n" + "".join(
         f"{mode},{size},{layer},{0.0 if mode == 'last_layer' else 0.01 * (m + 1)}\n"
         for size in sizes for m, mode in enumerate(modes) for layer in ("conv1", "ip1")))
-    return {"raw": raw, "bench": bench, "train": train, "eval": eval_dir, "analysis": analysis, "finetune": finetune}
+    return {"raw": raw, "bench": bench, "train": train, "eval": eval_dir, "analysis": analysis,
+            "analysis_metrics": root / "analysis-metrics.json", "finetune": finetune}
 
 
 def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
@@ -173,6 +193,8 @@ def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[st
             {"batch_size": size, "passes": 2, "median_ms_per_batch": 0.2 * size, "min_ms_per_batch": 0.19 * size,
              "ms_per_image": 0.2, "images_per_s": 5000.0} for size in (1, 8)]}))
         _png(time_dir / model / "layers.png", seed=3)
+        _write(time_dir / model / "complexity.json", json.dumps({"model": model, "parameters": 431080, "statistics": 0,
+                                                                "multiply_adds": 2293000, "layers": []}))
         _png(visualize / model / "filters.png", seed=4)
         _write(visualize / model / "index.json", json.dumps({"model": model, "samples": [], "figures": [
             {"file": "filters.png", "caption": f"{model}: first-layer filters", "kind": "filters", "layer": "conv1"}]}))
@@ -183,10 +205,32 @@ def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[st
     return {"time": time_dir, "visualize": visualize, "sobel": sobel}
 
 
+def cam_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
+    """cam/<model>/index.json as `caffepipe cam` writes it: the models of CAM_MODELS with maps (two placeholder
+    figures), the others without, with the reason."""
+    cam = root / "cam"
+    for model in models:
+        if model not in CAM_MODELS:
+            _write(cam / model / "index.json", json.dumps({"model": model, "has_cam": False, "images": [], "figures": [],
+                                                          "reason": "it has 2 InnerProduct layers"}))
+            continue
+        _png(cam / model / "cam_right.png", seed=6)
+        _png(cam / model / "cam_wrong.png", seed=7)
+        images = [{"index": 3, "label": 0, "prediction": 0, "p_prediction": 0.99, "p_label": 0.99, "correct": True},
+                  {"index": 8, "label": 1, "prediction": 7, "p_prediction": 0.8, "p_label": 0.1, "correct": False}]
+        _write(cam / model / "index.json", json.dumps({
+            "model": model, "has_cam": True, "reason": "", "features": "conv5", "feature_shape": [64, 7, 7],
+            "classifier": "ip", "input_shape": [1, 28, 28], "identity_max_error": 2e-6, "images": images,
+            "figures": [{"file": "cam_right.png", "kind": "right", "caption": f"{model}: right answers"},
+                        {"file": "cam_wrong.png", "kind": "wrong", "caption": f"{model}: errors"}]}))
+    return {"cam": cam}
+
+
 def report_inputs(root: Path) -> dict[str, Path]:
     """Every folder `caffepipe report` reads (stand-ins, as above), tiny params.yaml, and where the page goes."""
-    folders = {**upstream_reports(root), **figure_reports(root)}
-    folders["params"] = write_params(root / "params.yaml", tiny_params())
+    folders = {**upstream_reports(root, REPORT_MODELS), **figure_reports(root, REPORT_MODELS),
+               **cam_reports(root, REPORT_MODELS)}
+    folders["params"] = write_params(root / "params.yaml", tiny_params(netgen={"models": list(REPORT_MODELS)}))
     folders["out"] = root / "reports" / "index.html"
     return folders
 
@@ -194,6 +238,6 @@ def report_inputs(root: Path) -> dict[str, Path]:
 def report_argv(inputs: dict[str, Path]) -> list[str]:
     """`caffepipe report`'s arguments for the folders of report_inputs."""
     argv = ["--params", str(inputs["params"]), "--out", str(inputs["out"])]
-    for name in ("raw", "bench", "train", "eval", "analysis", "time", "visualize", "sobel", "finetune"):
-        argv += [f"--{name}", str(inputs[name])]
+    for name in ("raw", "bench", "train", "eval", "analysis", "analysis_metrics", "time", "visualize", "sobel", "finetune", "cam"):
+        argv += [f"--{name.replace('_', '-')}", str(inputs[name])]
     return argv

@@ -1,5 +1,6 @@
 """kill -9 at random moments of training, under `dvc repro` and under `snakemake`, then resume: the weights
-must come out bit for bit those of a run that was never interrupted.
+must come out bit for bit those of a run that was never interrupted, and the DVCLive series those of the
+uninterrupted run (the same steps, no repeats, no gaps) and parse-log's tables of the resumed run's own log.
 
 The whole process group (the orchestrator, `caffepipe train`, Caffe inside it) gets SIGKILL: nothing of
 caffepipe's runs on the way out, so what is on disk is whatever the kill left. The same orchestrator command
@@ -26,6 +27,8 @@ from typing import Callable
 
 import pytest
 
+from caffepipe.training.live_metrics import comparable_series
+from caffepipe.training.parse_log import parse_caffe_log
 from tests.conftest import ORCHESTRATOR_ENV as ENV
 from tests.conftest import git_repository
 from tests.conftest import run_command as run
@@ -44,6 +47,10 @@ COMMANDS = {
 }
 
 TRAINING = Path("data/train") / MODEL
+LIVE = Path("reports/train") / MODEL / "live"
+# Caffe starts its smoothed loss again in every run (Solver::Step), so after a resume it differs from the
+# uninterrupted run's in its last float32 bits, in Caffe's log as in the series; every other series is exact.
+RESTARTED_BY_CAFFE = {"train/smoothed_loss"}
 SNAPSHOTS = TRAINING / "snapshots"
 GLOG_TIME = re.compile(r"^I\d{4}(\d{4})? (\d\d:\d\d:\d\d\.\d{6}) ")
 
@@ -93,6 +100,7 @@ def glog_seconds(line: str) -> float:
 class Reference:
     files: dict[str, bytes]
     seconds_per_iteration: float
+    series: dict[str, list[tuple[int, float]]]     # the DVCLive series, without the wall clock's (it/s)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +112,7 @@ def reference(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Refer
     snapshot_lines = [line for line in (repo / TRAINING / "caffe.log").read_text().splitlines()
                       if "Snapshotting to binary proto file" in line and line.endswith(".caffemodel")]
     elapsed = glog_seconds(snapshot_lines[-1]) - glog_seconds(snapshot_lines[0])
-    return Reference(snapshot_files(repo), elapsed / (MAX_ITER - SNAPSHOT_EVERY))
+    return Reference(snapshot_files(repo), elapsed / (MAX_ITER - SNAPSHOT_EVERY), comparable_series(repo / LIVE))
 
 
 def segment_logs(repo: Path) -> list[Path]:
@@ -164,6 +172,28 @@ def start_and_kill(command: list[str], repo: Path, rng: random.Random, reference
     return Kill(resumed_from, round(after, 2), newest_snapshot(repo), interrupted)
 
 
+def assert_same_series(series: dict[str, list[tuple[int, float]]], reference: Reference) -> None:
+    assert sorted(series) == sorted(reference.series)
+    for name, rows in reference.series.items():
+        steps = [step for step, _ in rows]
+        assert [step for step, _ in series[name]] == steps, f"{name}: other steps than the uninterrupted run's"
+        assert len(set(steps)) == len(steps)
+        values = [value for _, value in series[name]]
+        expected = [value for _, value in rows]
+        assert values == (pytest.approx(expected, rel=1e-5) if name in RESTARTED_BY_CAFFE else expected), name
+
+
+def assert_series_are_the_logs(repo: Path, series: dict[str, list[tuple[int, float]]]) -> None:
+    """The series are what parse-log reads in the resumed training's combined log (the oracle)."""
+    parsed = parse_caffe_log((repo / TRAINING / "caffe.log").read_text().splitlines())
+    assert series["test/accuracy"] == [(row["iteration"], row["accuracy"]) for row in parsed.test]
+    assert series["test/loss"] == [(row["iteration"], row["loss"]) for row in parsed.test]
+    for name, column in (("train/loss", "loss"), ("train/smoothed_loss", "smoothed_loss"),
+                         ("train/learning_rate", "learning_rate")):
+        assert [step for step, _ in series[name]] == [row["iteration"] for row in parsed.train], name
+        assert [value for _, value in series[name]] == pytest.approx([row[column] for row in parsed.train], rel=1e-5), name
+
+
 def assert_identical(files: dict[str, bytes], reference: Reference, when: str) -> None:
     differing = sorted(name for name, data in files.items() if reference.files.get(name) != data)
     assert not differing, f"{when}: {differing} differ from the uninterrupted run"
@@ -191,6 +221,9 @@ def test_sigkill_at_random_moments_then_resume_gives_identical_weights(orchestra
     final = snapshot_files(repo)
     assert {"final.caffemodel", f"{MODEL}_iter_{MAX_ITER}.caffemodel", f"{MODEL}_iter_{MAX_ITER}.solverstate"} <= set(final)
     assert_identical(final, reference, "after the last run")
+    series = comparable_series(repo / LIVE)
+    assert_same_series(series, reference)
+    assert_series_are_the_logs(repo, series)
     assert any(kill.interrupted for kill in kills), f"no kill landed in training: {kills}"
     log = (repo / TRAINING / "caffe.log").read_text()
     resumes = re.findall(r"segment resumes \w+ from iteration (\d+)", log)

@@ -37,6 +37,18 @@ def deploy_net(caffe, num_output: int = 10):
     return spec.to_proto()
 
 
+def scaling_test_net(caffe, source: Path):
+    """The test net beside the deploy net, as netgen writes one: evaluate takes the pixels' transform from it."""
+    from caffe import layers as L, params as P
+
+    spec = caffe.NetSpec()
+    spec.data, spec.label = L.Data(source=str(source), backend=P.Data.LMDB, batch_size=10,
+                                   transform_param=dict(scale=0.00390625), ntop=2)
+    spec.ip = L.InnerProduct(spec.data, num_output=10)
+    spec.loss = L.SoftmaxWithLoss(spec.ip, spec.label)
+    return spec.to_proto()
+
+
 def bar_weights() -> np.ndarray:
     """Class k's weights: 0.25 on the pixels of the bar synthetic_digits draws for label k."""
     weights = np.zeros((10, 28, 28), dtype=np.float32)
@@ -58,6 +70,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict:
     nets = work / "nets" / MODEL
     nets.mkdir(parents=True)
     (nets / "deploy.prototxt").write_text(str(deploy_net(caffe)))
+    (nets / "test.prototxt").write_text(str(scaling_test_net(caffe, db / "test_lmdb")))
     net = caffe.Net(str(nets / "deploy.prototxt"), caffe.TEST)
     train = work / "train" / MODEL
     (train / "snapshots").mkdir(parents=True)

@@ -141,6 +141,20 @@ def finetune_with(swept: Path, tmp_name: str, **finetune) -> str:
     return lines[-1]
 
 
+def test_every_run_logs_its_dvclive_series_as_its_log_says(swept: Path) -> None:
+    from caffepipe.training.live_metrics import comparable_series
+    from caffepipe.training.parse_log import parse_caffe_log
+
+    logs = sorted((swept / "data/finetune/runs").glob("*-*/caffe.log"))
+    assert len(logs) == 6
+    for log in logs:
+        parsed = parse_caffe_log(log.read_text().splitlines())
+        series = comparable_series(log.parent / "live")
+        assert series["test/accuracy"] == [(row["iteration"], row["accuracy"]) for row in parsed.test], log.parent.name
+        assert [step for step, _ in series["train/loss"]] == [row["iteration"] for row in parsed.train]
+        assert [value for _, value in series["train/loss"]] == pytest.approx([row["loss"] for row in parsed.train], rel=1e-5)
+
+
 def test_weights_that_do_not_fit_the_net_name_the_layer_and_both_shapes(swept: Path) -> None:
     deploy = deploy_variant(swept, "wide.prototxt", lambda text: text.replace("num_output: 20", "num_output: 30", 1))
     line = finetune_with(swept, "wide", weights=SOURCE, deploy=str(deploy))

@@ -54,6 +54,11 @@ def test_the_three_nets_differ_only_in_input_and_head(model: str) -> None:
     nets = nets_of(model)
     train, test, deploy = (inner_layers(nets[kind]) for kind in ("train", "test", "deploy"))
     assert train, "the architecture has layers"
+    # BatchNorm's use_global_stats is the one setting that differs by phase (test_zoo_models.py checks it)
+    for layer in (*train, *test, *deploy):
+        layer.batch_norm_param.ClearField("use_global_stats")
+        if layer.type != "BatchNorm":
+            layer.ClearField("batch_norm_param")
     assert [layer.SerializeToString(deterministic=True) for layer in train] == \
            [layer.SerializeToString(deterministic=True) for layer in test] == \
            [layer.SerializeToString(deterministic=True) for layer in deploy]
@@ -113,7 +118,7 @@ def test_default_solver_reproduces_caffes_lenet_solver() -> None:
 def test_generate_writes_parseable_prototxt_with_the_db_paths(tmp_path: Path) -> None:
     db = tmp_path / "db"
     db.mkdir()
-    (db / "info.json").write_text(json.dumps({"train": 640, "test": 200}))
+    (db / "info.json").write_text(json.dumps({"train": 640, "test": 200, "channels": 1, "height": 28, "width": 28}))
     texts = netgen.generate(tiny_params(), "mlp", db, tmp_path / "nets")
     assert set(texts) == {"train.prototxt", "test.prototxt", "deploy.prototxt", "solver.prototxt"}
     train = text_format.Parse(texts["train.prototxt"], caffe_pb2.NetParameter())

@@ -49,11 +49,16 @@ def set_param(repo: Path, section: str, key: str, value) -> None:
 
 def test_snakemake_runs_everything_then_nothing_then_only_what_a_param_touches(tiny_repo: Path) -> None:
     run(["snakemake", "--cores", "4"], tiny_repo)
-    page = check_page(tiny_repo / "reports/index.html")    # the report of a tiny real run, in headless Chromium
+    page = check_page(tiny_repo / "reports/index.html", follow_toc_links=True)    # a tiny real run's report, in Chromium
     assert page.ok, page.describe()
     assert len(page.images) >= 15
-    for model in ("lenet", "mlp"):
-        assert json.loads((tiny_repo / f"reports/train/{model}/metrics.json").read_text())
+    for model in ("lenet", "mlp", "gapnet"):
+        assert json.loads((tiny_repo / f"reports/train/{model}/metrics.json").read_text())["peak_memory_mb"] > 0
+    # the default pipeline's class activation maps: gapnet has them, LeNet says why not
+    assert json.loads((tiny_repo / "reports/cam/gapnet/index.json").read_text())["has_cam"]
+    assert not json.loads((tiny_repo / "reports/cam/lenet/index.json").read_text())["has_cam"]
+    html = (tiny_repo / "reports/index.html").read_text()
+    assert 'id="zoo"' in html and 'id="cam"' in html and "where it looked" in html.lower()
     finetune = json.loads((tiny_repo / "reports/finetune/metrics.json").read_text())
     assert {mode: sorted(sizes) for mode, sizes in finetune.items()} == {
         mode: ["20", "50"] for mode in ("last_layer", "full", "scratch")}

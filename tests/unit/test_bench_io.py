@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from caffepipe.data.bench_io import (decode_agreement, disk_usage, draw_figure, evict_from_page_cache, headline_metrics,
-                                read_database, read_image_files, read_raw_array, run_benchmark, summarize)
+                                read_database, read_image_files, read_raw_array, run_benchmark, summarize,
+                                CIFAR_LAYOUT, IDX_LAYOUT)
+from caffepipe.data.cifar import encode_batch
 from caffepipe.data.build_db import datum_records, write_leveldb, write_lmdb
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.data.export_images import export_images
@@ -29,14 +31,28 @@ def stores(tmp_path: Path) -> dict:
 
 @pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
 def test_database_reader_returns_the_first_count_images(stores: dict, backend: str) -> None:
-    read = read_database(stores["root"] / f"train_{backend}", backend, 15, (28, 28))
-    assert np.array_equal(read, stores["images"][:15])
+    read = read_database(stores["root"] / f"train_{backend}", backend, 15, (1, 28, 28))
+    assert np.array_equal(read, stores["images"][:15, None])
 
 
 def test_file_and_raw_readers_return_the_images(stores: dict) -> None:
     names = [f"{i:05d}.png" for i in range(20)]
-    assert np.array_equal(read_image_files(stores["root"] / "images/png", names, (28, 28)), stores["images"])
-    assert np.array_equal(read_raw_array(stores["root"] / "train-images-idx3-ubyte", 9, (28, 28)), stores["images"][:9])
+    assert np.array_equal(read_image_files(stores["root"] / "images/png", names, (1, 28, 28)), stores["images"][:, None])
+    raw = read_raw_array(stores["root"] / "train-images-idx3-ubyte", 9, (1, 28, 28), IDX_LAYOUT((1, 28, 28)))
+    assert np.array_equal(raw, stores["images"][:9, None])
+
+
+def test_colour_readers_return_cifar_images_in_caffe_channel_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    images = rng.integers(0, 256, size=(6, 3, 32, 32), dtype=np.uint8)
+    labels = np.arange(6) % 10
+    (tmp_path / "data_batch_1.bin").write_bytes(encode_batch(images, labels))
+    write_lmdb(tmp_path / "train_lmdb", datum_records(images, labels, key_digits=5))
+    export_images(images, labels, tmp_path / "images", jpeg_quality=95)
+    names = [f"{i:05d}.png" for i in range(6)]
+    assert np.array_equal(read_raw_array(tmp_path / "data_batch_1.bin", 4, (3, 32, 32), CIFAR_LAYOUT), images[:4])
+    assert np.array_equal(read_database(tmp_path / "train_lmdb", "lmdb", 6, (3, 32, 32)), images)
+    assert np.array_equal(read_image_files(tmp_path / "images/png", names, (3, 32, 32)), images)
 
 
 def test_disk_usage_counts_whole_blocks_for_small_files(stores: dict) -> None:

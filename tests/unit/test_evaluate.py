@@ -12,6 +12,7 @@ import pytest
 from caffepipe.evaluation import eval_files
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.evaluation.evaluate import forward_probs, load_manifest
+from caffepipe.training.input_transform import InputTransform
 
 
 class FakeBlob:
@@ -43,7 +44,7 @@ def test_forward_probs_batches_with_a_short_last_batch_and_scales_the_pixels() -
     images = np.zeros((7, 1, 2, 2), dtype=np.uint8)
     images[:, 0, 0, 0] = np.arange(7) * 2          # scaled by 0.5: the sum is the image's index
     net = FakeNet(batch=3)
-    probs = forward_probs(net, images, batch_size=3, scale=0.5)
+    probs = forward_probs(net, images, batch_size=3, transform=InputTransform(0.5, 0.0, "test"))
     assert net.batches == [3, 3, 1]
     assert probs.shape == (7, 10) and probs.dtype == np.float32
     np.testing.assert_array_equal(np.argmax(probs, axis=1), np.arange(7))
@@ -154,3 +155,11 @@ def test_read_evaluation_explains_a_missing_or_old_folder(tmp_path: Path) -> Non
     (out / "info.json").write_text(json.dumps({"format": eval_files.FORMAT}))
     with pytest.raises(CaffepipeError, match="unreadable"):
         eval_files.read_evaluation(out, "lenet")
+
+
+def test_forward_probs_subtracts_a_mean_image_before_scaling_as_caffe_does() -> None:
+    images = np.full((4, 3, 2, 2), 10, dtype=np.uint8)
+    images[:, 0, 0, 0] = 10 + np.arange(4) * 4      # minus the mean 10, times 0.25: the image's index
+    mean = np.full((3, 2, 2), 10, dtype=np.float32)
+    probs = forward_probs(FakeNet(batch=1), images, batch_size=4, transform=InputTransform(0.25, mean, "test"))
+    np.testing.assert_array_equal(np.argmax(probs, axis=1), np.arange(4))

@@ -34,8 +34,19 @@ def test_generate_needs_the_db_info(tmp_path: Path) -> None:
 
 def test_unknown_models_are_refused(tmp_path: Path) -> None:
     with pytest.raises(CaffepipeError, match="known models"):
-        models.architecture("resnet")
+        models.architecture("vgg")
     (tmp_path / "info.json").write_text(json.dumps({"test": 10}))
     params = tiny_params(netgen={"models": ["lenet"]})
     with pytest.raises(CaffepipeError, match="not in params"):
         netgen.generate(params, "mlp", tmp_path, tmp_path / "nets")
+
+
+def test_the_input_shape_and_mean_come_from_the_database(tmp_path: Path) -> None:
+    (tmp_path / "info.json").write_text(json.dumps({"test": 10, "channels": 3, "height": 32, "width": 32,
+                                                    "dataset": "cifar10"}))
+    info = netgen.read_db_info(tmp_path)
+    assert netgen.input_shape(info) == (3, 32, 32) and netgen.subtracts_mean(info)
+    assert not netgen.subtracts_mean({**info, "dataset": "mnist"})
+    (tmp_path / "info.json").write_text(json.dumps({"test": 10}))          # no shape: rebuild, never a guess
+    with pytest.raises(CaffepipeError, match="lacks an integer test, channels, height, width; rebuild"):
+        netgen.read_db_info(tmp_path)

@@ -23,11 +23,16 @@ def test_other_modules_whose_names_start_with_caffe_still_import() -> None:
     assert importlib.import_module("caffepipe.core.caffe_env").ROOT_ENV == "CAFFEPIPE_CAFFE_ROOT"
 
 
-def test_a_caffe_loaded_earlier_in_the_session_is_hidden_and_then_put_back(monkeypatch) -> None:
+def test_a_caffe_loaded_earlier_in_the_session_is_hidden_and_then_put_back() -> None:
+    # Not monkeypatch.setitem: its undo runs in the teardown phase, while the guard hides (and then puts back)
+    # every caffe module, so the stand-in would outlive the test and break the integration tests after it.
     loaded = types.ModuleType("caffe")
-    monkeypatch.setitem(sys.modules, "caffe", loaded)
-    with caffe_unimportable():
-        assert "caffe" not in sys.modules
-        with pytest.raises(ImportError, match=MESSAGE):
-            import caffe  # noqa: F401
-    assert sys.modules["caffe"] is loaded
+    sys.modules["caffe"] = loaded
+    try:
+        with caffe_unimportable():
+            assert "caffe" not in sys.modules
+            with pytest.raises(ImportError, match=MESSAGE):
+                import caffe  # noqa: F401
+        assert sys.modules["caffe"] is loaded
+    finally:
+        del sys.modules["caffe"]

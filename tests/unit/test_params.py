@@ -77,3 +77,37 @@ def test_round_trip_of_the_file_keeps_it_valid(tmp_path) -> None:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(default_params()))
     assert load_params(path) == default_params()
+
+
+@pytest.mark.parametrize("value", [None, False, "HEAD", "main~2", "v1.0"])
+def test_report_baseline_is_a_revision_null_or_false(value) -> None:
+    params = default_params()
+    params["report"]["baseline"] = value
+    assert validate_params(params)["report"]["baseline"] == value
+
+
+@pytest.mark.parametrize("value", [True, "", 3])
+def test_report_baseline_rejects_anything_else_naming_the_key(value) -> None:
+    params = default_params()
+    params["report"]["baseline"] = value
+    with pytest.raises(CaffepipeError, match=r"report\.baseline"):
+        validate_params(params)
+
+
+@pytest.mark.parametrize("key,value,accepted", [
+    ("dataset", "cifar10", True),
+    ("url", "file:///data/cifar-10-binary.tar.gz", True),
+    ("url", "https://example.org/cifar-10-binary.tar.gz", True),
+    ("url", "/data/cifar-10-binary.tar.gz", False),        # a folder or file path belongs in local_dir
+    ("cifar10_sha256", "ab" * 32, True),
+    ("cifar10_sha256", "AB" * 32, False),
+    ("cifar10_sha256", "ab" * 31, False),
+])
+def test_the_cifar10_fetch_keys(key: str, value: str, accepted: bool) -> None:
+    params = default_params()
+    params["fetch"][key] = value
+    if accepted:
+        validate_params(params)
+    else:
+        with pytest.raises(CaffepipeError, match=rf"fetch\.{key}"):
+            validate_params(params)

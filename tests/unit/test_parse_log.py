@@ -179,7 +179,8 @@ def test_writer_writes_csv_and_metrics(tmp_path: Path) -> None:
     assert train_lines[1].startswith("0,1.5,0.01,0.5,0.5")
     metrics = json.loads((tmp_path / "t" / "metrics.json").read_text())
     assert metrics == {"iteration": 1000, "seconds": 12.5, "test": {"accuracy": 0.99, "loss": 0.03},
-                       "train": {"smoothed_loss": pytest.approx(1 / 902), "loss": pytest.approx(1 / 902)}}
+                       "train": {"smoothed_loss": pytest.approx(1 / 902), "loss": pytest.approx(1 / 902)},
+                       "peak_memory_mb": None}     # no `caffepipe train` marker in this log
 
 
 def test_main_refuses_a_log_without_iterations(tmp_path: Path) -> None:
@@ -190,3 +191,12 @@ def test_main_refuses_a_log_without_iterations(tmp_path: Path) -> None:
         parse_log.main(args)
     with pytest.raises(CaffepipeError, match="no such log"):
         parse_log.main(["--log", str(tmp_path / "missing.log"), *args[2:]])
+
+
+def test_peak_memory_is_the_largest_of_the_runs_markers() -> None:
+    """`caffepipe train` logs its peak resident memory at the end of each run (train.log_peak_memory)."""
+    writer = LogWriter(datetime.datetime(2026, 3, 1, 9, 0, 0))
+    lenet_run(writer, 0, 1000)
+    lines = [*writer.lines, "caffepipe train 2026-03-01T09:01:00: peak resident memory 412.5 MB\n",
+             "caffepipe train 2026-03-01T09:02:00: peak resident memory 398.0 MB\n"]
+    assert parse_log.final_metrics(parse_caffe_log(lines))["peak_memory_mb"] == 412.5

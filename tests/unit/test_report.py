@@ -20,14 +20,14 @@ def inputs(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_comparison_table_puts_models_side_by_side(inputs: dict[str, Path]) -> None:
-    timing = report.timing_section(inputs["time"], ["lenet", "mlp"])
+    timing = report.timing_numbers(inputs["time"], ["lenet", "mlp"])
     table = report.comparison_table(inputs["train"], inputs["eval"], ["lenet", "mlp"], timing)
     rows = {row[0]: row[1:] for row in table.rows}
     assert table.columns == ["measure", "lenet", "mlp"]
     assert rows["test (final snapshot): accuracy"] == ["0.8000", "0.7500"]
     assert rows["caffe time: forward-backward ms (batch 8)"] == ["4.700", "4.700"]
     assert rows["deploy net: images/s at batch 1"] == ["5,000", "5,000"]
-    assert rows["training log: final_test_accuracy"] == ["0.7800", "0.7800"]
+    assert rows["training log: test.accuracy"] == ["0.7800", "0.7800"]
 
 
 @pytest.mark.parametrize("missing,stage", [
@@ -38,6 +38,7 @@ def test_comparison_table_puts_models_side_by_side(inputs: dict[str, Path]) -> N
     ("train/mlp/reproducibility.json", "train"),
     ("eval/mlp/metrics.json", "evaluate"),
     ("analysis/summary.json", "analyze"),
+    ("analysis-metrics.json", "analyze"),
     ("analysis/class_error_rates_lenet.csv", "analyze"),
     ("time/mlp/throughput.json", "time"),
     ("visualize/lenet/filters.png", "visualize"),
@@ -120,3 +121,28 @@ def test_git_commit_outside_and_inside_a_checkout(tmp_path: Path) -> None:
     assert len(commit) == 40 and int(commit, 16) >= 0
     (tmp_path / "f").write_text("2")
     assert report.git_commit(tmp_path) == f"{commit} (with uncommitted changes)"
+
+
+def test_long_tables_start_folded_and_class_tables_do_not() -> None:
+    assert report.frame_table(pd.DataFrame({"class": range(11)}), max_rows=None).collapsed is False
+    assert report.frame_table(pd.DataFrame({"index": range(30)})).collapsed is True
+
+
+def test_a_figure_links_its_own_table_else_the_tables_of_its_question_and_model() -> None:
+    items = [{"question": "why", "kind": "table", "path": "confused_pairs_lenet.csv", "model": "lenet"},
+             {"question": "why", "kind": "figure", "path": "confused_pairs_lenet.png", "model": "lenet"},
+             {"question": "which", "kind": "table", "path": "errors_lenet.csv", "model": "lenet"},
+             {"question": "which", "kind": "table", "path": "errors_mlp.csv", "model": "mlp"},
+             {"question": "which", "kind": "figure", "path": "errors_gallery_lenet.png", "model": "lenet"}]
+    assert report.figure_tables(items[1], items) == ["confused_pairs_lenet.csv"]
+    assert report.figure_tables(items[4], items) == ["errors_lenet.csv"]
+
+
+def test_data_links_are_relative_to_the_page(tmp_path: Path) -> None:
+    inputs = report.ReportInputs(params={}, params_path=tmp_path / "params.yaml", raw=tmp_path / "data/raw",
+                                 bench=tmp_path / "reports/bench", train=tmp_path / "reports/train", eval=tmp_path,
+                                 analysis=tmp_path, analysis_metrics=tmp_path, time=tmp_path, visualize=tmp_path,
+                                 sobel=tmp_path, finetune=tmp_path, cam=tmp_path, out=tmp_path / "reports/index.html",
+                                 baseline=report.resolve_baseline(False, tmp_path))
+    assert inputs.link(tmp_path / "reports/bench/io.csv") == report.DataLink("io.csv", "bench/io.csv")
+    assert inputs.link(tmp_path / "data/raw/source.json", "source").href == "../data/raw/source.json"

@@ -25,6 +25,7 @@ COMMANDS = {
     "finetune": "training.finetune",
     "evaluate": "evaluation.evaluate",
     "analyze": "evaluation.analyze",
+    "cam": "evaluation.cam",
     "time": "inspection.time",
     "visualize": "inspection.visualize",
     "sobel": "inspection.sobel",

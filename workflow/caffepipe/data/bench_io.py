@@ -4,7 +4,8 @@
 
 Two readers, the same images (the first export_images.count training images, as export-images wrote them):
 - python: sequential read + decode into one uint8 array, from LMDB and LevelDB (Datum records), from one JPEG and
-  one PNG file per image (Pillow), and from the raw IDX array (NumPy; nothing to decode: the upper bound);
+  one PNG file per image (Pillow; grey, or RGB for CIFAR-10), and from the raw file fetch wrote (the IDX array,
+  or CIFAR-10's first batch file: NumPy, nothing to decode: the upper bound);
 - caffe: forward passes of a net holding only its input layer: the Data layer on LMDB and on LevelDB against
   the ImageData layer on the JPEG list, through pycaffe. Each pass includes opening the source, because the
   layer's prefetch thread starts reading the moment the net exists.
@@ -23,6 +24,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +37,8 @@ from caffepipe.core.atomic import atomic_output, write_text_atomic
 from caffepipe.core.caffe_env import import_caffe
 from caffepipe.data.datum import check_database, db_path, read_db
 from caffepipe.core.errors import CaffepipeError
-from caffepipe.data.idx import read_idx
+from caffepipe.data import cifar
+from caffepipe.data.raw_images import CIFAR_DATASETS, dataset_name, load_split, split_files
 from caffepipe.pipeline.params import add_params_argument, load_params
 from caffepipe.core.upstream import read_json, require
 
@@ -43,6 +46,7 @@ log = logging.getLogger(__name__)
 
 IDX_HEADER_BYTES = 16     # magic + three dimensions: the pixels of train-images-idx3-ubyte start here
 TRAIN_IMAGES = "train-images-idx3-ubyte"
+Shape = tuple[int, int, int]    # channels, height, width
 Reader = Callable[[], np.ndarray]
 
 
@@ -72,39 +76,54 @@ def evict_from_page_cache(path: Path) -> bool:
     return True
 
 
-# --- python readers: each returns the images as one (count, height, width) uint8 array ----------------------------
+# --- python readers: each returns the images as one (count, channels, height, width) uint8 array -------------------
 
-def read_database(path: Path, backend: str, count: int, shape: tuple[int, int]) -> np.ndarray:
+def read_database(path: Path, backend: str, count: int, shape: Shape) -> np.ndarray:
     """What the pipeline's own stages do (datum.read_db: all values at once, then decoded as one batch). A LevelDB
     `path` must be a copy: opening it changes its files (datum.readable_database)."""
     images, _ = read_db(path, backend, limit=count, in_place=True)
-    if images.shape != (count, 1, *shape):
-        raise CaffepipeError(f"{path} gives {len(images)} images of {images.shape[1:]} where {count} of {(1, *shape)} "
+    if images.shape != (count, *shape):
+        raise CaffepipeError(f"{path} gives {len(images)} images of {images.shape[1:]} where {count} of {shape} "
                              "were exported; re-run `caffepipe build-db` and `caffepipe export-images`")
-    return images[:, 0]
-
-
-def read_image_files(folder: Path, names: list[str], shape: tuple[int, int]) -> np.ndarray:
-    images = np.empty((len(names), *shape), dtype=np.uint8)
-    for index, name in enumerate(names):
-        with Image.open(folder / name) as image:
-            images[index] = np.asarray(image)
     return images
 
 
-def read_raw_array(path: Path, count: int, shape: tuple[int, int]) -> np.ndarray:
-    pixels = np.fromfile(path, dtype=np.uint8, count=count * shape[0] * shape[1], offset=IDX_HEADER_BYTES)
+def read_image_files(folder: Path, names: list[str], shape: Shape) -> np.ndarray:
+    images = np.empty((len(names), *shape), dtype=np.uint8)
+    for index, name in enumerate(names):
+        with Image.open(folder / name) as image:
+            pixels = np.asarray(image)
+        images[index] = pixels.transpose(2, 0, 1) if pixels.ndim == 3 else pixels   # RGB (H, W, 3) to Caffe's CHW
+    return images
+
+
+@dataclass(frozen=True)
+class RawLayout:
+    """Where the pixels sit in the raw file: after a header, in fixed-size records (CIFAR-10: a label byte first)."""
+    header_bytes: int
+    record_bytes: int
+    pixels_offset: int
+
+
+IDX_LAYOUT = lambda shape: RawLayout(IDX_HEADER_BYTES, int(np.prod(shape)), 0)   # noqa: E731
+CIFAR_LAYOUT = RawLayout(0, cifar.RECORD_BYTES, 1)
+
+
+def read_raw_array(path: Path, count: int, shape: Shape, layout: RawLayout) -> np.ndarray:
+    records = np.fromfile(path, dtype=np.uint8, count=count * layout.record_bytes, offset=layout.header_bytes)
+    pixels = records.reshape(count, layout.record_bytes)[:, layout.pixels_offset:layout.pixels_offset + int(np.prod(shape))]
     return pixels.reshape(count, *shape)
 
 
 # --- caffe readers: forward passes of a net that holds only its input layer ---------------------------------------
 
-def input_net_prototxt(caffe: Any, kind: str, source: Path, batch_size: int, root_folder: Path | None = None) -> str:
+def input_net_prototxt(caffe: Any, kind: str, source: Path, batch_size: int, root_folder: Path | None = None,
+                       color: bool = False) -> str:
     layers, params = caffe.layers, caffe.params
     net = caffe.NetSpec()
     if kind == "imagedata":
         net.data, net.label = layers.ImageData(source=str(source), root_folder=f"{root_folder}/", batch_size=batch_size,
-                                               is_color=False, shuffle=False, ntop=2)
+                                               is_color=color, shuffle=False, ntop=2)
     else:
         backend = {"lmdb": params.Data.LMDB, "leveldb": params.Data.LEVELDB}[kind]
         net.data, net.label = layers.Data(source=str(source), backend=backend, batch_size=batch_size, ntop=2)
@@ -227,14 +246,20 @@ def build_readers(raw: Path, db: Path, images: Path, params: dict[str, Any], wor
                   ) -> tuple[dict[tuple[str, str], tuple[Reader, Path, int]], dict[str, tuple[Path, int]], dict]:
     manifest = read_json(images / "manifest.json", "export-images")
     info = read_json(db / "info.json", "build-db")
-    count, shape = manifest["count"], (manifest["height"], manifest["width"])
+    count, shape = manifest["count"], (manifest.get("channels", 1), manifest["height"], manifest["width"])
     if count > info["train"]:
         raise CaffepipeError(f"{images} holds {count} images but {db} only {info['train']} training records; "
                              "lower export_images.count or raise build_db.train_limit")
     lists = {name: (images / spec["folder"], (images / spec["list"]).read_text().split("\n")[:count])
              for name, spec in manifest["formats"].items()}
     names = {name: [line.split()[0] for line in lines] for name, (_, lines) in lists.items()}
-    stores = {"numpy": (raw / TRAIN_IMAGES, info["train"])}
+    # the raw file fetch wrote: the whole IDX array, or CIFAR-10's first training batch
+    raw_file = split_files(raw, "train")[0]
+    layout = CIFAR_LAYOUT if dataset_name(raw) in CIFAR_DATASETS else IDX_LAYOUT(shape)
+    raw_records = (raw_file.stat().st_size - layout.header_bytes) // layout.record_bytes
+    if count > raw_records:
+        raise CaffepipeError(f"{raw_file} holds {raw_records} images, fewer than the {count} exported; lower export_images.count")
+    stores = {"numpy": (raw_file, raw_records)}
     stores.update({backend: (db_path(db, "train", backend), info["train"]) for backend in info["backends"]})
     stores.update({name: (folder, count) for name, (folder, _) in lists.items()})
 
@@ -247,7 +272,7 @@ def build_readers(raw: Path, db: Path, images: Path, params: dict[str, Any], wor
         read_paths["leveldb"] = work / "train_leveldb"
         shutil.copytree(stores["leveldb"][0], read_paths["leveldb"])
     readers: dict[tuple[str, str], tuple[Reader, Path, int]] = {
-        ("python", "numpy"): (lambda: read_raw_array(raw / TRAIN_IMAGES, count, shape), stores["numpy"][0], count)}
+        ("python", "numpy"): (lambda: read_raw_array(raw_file, count, shape, layout), raw_file, count)}
     for backend in info["backends"]:
         path = read_paths[backend]
         readers["python", backend] = (lambda p=path, b=backend: read_database(p, b, count, shape), path, count)
@@ -263,7 +288,8 @@ def build_readers(raw: Path, db: Path, images: Path, params: dict[str, Any], wor
         readers["caffe", backend] = (caffe_reader(caffe, prototxt, batches, work), read_paths[backend], batches * batch_size)
     if "jpeg" in manifest["formats"]:
         folder = stores["jpeg"][0]
-        prototxt = input_net_prototxt(caffe, "imagedata", images / manifest["formats"]["jpeg"]["list"], batch_size, folder)
+        prototxt = input_net_prototxt(caffe, "imagedata", images / manifest["formats"]["jpeg"]["list"], batch_size, folder,
+                                      color=shape[0] == 3)
         readers["caffe", "jpeg"] = (caffe_reader(caffe, prototxt, batches, work), folder, batches * batch_size)
     return readers, stores, manifest
 
@@ -277,7 +303,7 @@ def decode_agreement(readers: dict[tuple[str, str], tuple[Reader, Path, int]]) -
             continue
         error = float(np.abs(read().astype(np.int16) - reference).mean())
         if source != "jpeg" and error:
-            raise CaffepipeError(f"{source} decodes to different pixels than the IDX file (mean error {error}); "
+            raise CaffepipeError(f"{source} decodes to different pixels than the raw file (mean error {error}); "
                                  "rebuild it with `caffepipe build-db` / `caffepipe export-images`")
         check[f"{source}_mean_abs_pixel_error"] = error
     return check
@@ -287,13 +313,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="caffepipe bench-io", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_params_argument(parser)
-    parser.add_argument("--raw", type=Path, required=True, help="folder of the IDX files (data/raw)")
+    parser.add_argument("--raw", type=Path, required=True, help="folder of what fetch wrote (data/raw)")
     parser.add_argument("--db", type=Path, required=True, help="folder of the databases (data/db)")
     parser.add_argument("--images", type=Path, required=True, help="folder of the image files (data/images)")
     parser.add_argument("--out", type=Path, required=True, help="folder for io.csv, metrics.json, io.png")
     args = parser.parse_args(argv)
     params = load_params(args.params)["bench_io"]
-    read_idx(require(args.raw / TRAIN_IMAGES, "fetch"))     # a clear error if it is missing, truncated or corrupt
+    require(split_files(args.raw, "train")[0], "fetch")
+    load_split(args.raw, "train")       # a clear error if a file is missing, truncated or corrupt
     with tempfile.TemporaryDirectory(prefix="caffepipe-bench-io-") as work:
         readers, stores, manifest = build_readers(args.raw, args.db, args.images, params, Path(work))
         check = decode_agreement(readers)

@@ -3,8 +3,11 @@
     caffepipe build-db --params params.yaml --raw data/raw --out data/db
 
 Writes, into --out: train_lmdb/, test_lmdb/, train_leveldb/, test_leveldb/ (the backends in params
-build_db.backends), each holding one Datum record per image (1 channel, raw uint8 pixels, the label) under
-the key b'%08d' % index, exactly as Caffe's convert_mnist_data writes them; and info.json (record counts,
+build_db.backends), each holding one Datum record per image (raw uint8 pixels, channels x height x width, and the
+label), exactly as Caffe's own converters write them: 1x28x28 under the key b'%08d' % index for MNIST and
+Fashion-MNIST (convert_mnist_data), 3x32x32 under b'%05d' % index for CIFAR-10 (convert_cifar_data: the five
+training batches in order, then the test batch); mean.binaryproto, the mean training image as Caffe's
+compute_image_mean writes it (data/mean_image.py), for the nets' transform_param; and info.json (record counts,
 image shape, and the dataset named in fetch's source.json, for class names). build_db.train_limit /
 test_limit keep only the first N images (tiny runs).
 
@@ -29,39 +32,26 @@ from pathlib import Path
 import numpy as np
 
 from caffepipe.core.atomic import atomic_output
-from caffepipe.data.datum import SPLITS, db_path, encode_datum, record_key
+from caffepipe.data import cifar
+from caffepipe.data.datum import KEY_DIGITS, SPLITS, db_path, encode_datum, record_key
 from caffepipe.core.errors import CaffepipeError
-from caffepipe.data.idx import read_idx
+from caffepipe.data.mean_image import MEAN_FILE, encode_blob_proto, mean_image
+from caffepipe.data.raw_images import CIFAR_DATASETS, dataset_name, load_split
 from caffepipe.pipeline.params import add_params_argument, load_params
 
 log = logging.getLogger(__name__)
 
-# IDX file names of each split, as MNIST and Fashion-MNIST ship them
-IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 LEVELDB_BATCH = 10_000             # records per LevelDB write batch
 # Caffe's own LevelDB write buffer (db_leveldb.cpp). A split that fits in it is flushed once, so rebuilds are
-# byte-identical (MNIST's 60,000 training records take about 50 MB). A larger one flushes several tables, and
+# byte-identical (MNIST's 60,000 training records take about 50 MB, CIFAR-10's 50,000 about 155 MB). A larger one flushes several tables, and
 # LevelDB's background compaction then numbers files by timing: its records stay identical, its files may not.
 LEVELDB_WRITE_BUFFER = 256 << 20
 LEVELDB_INFO_LOGS = ("LOG", "LOG.old")   # LevelDB's diagnostic text logs, timestamped
 
 
-def load_split(raw: Path, split: str, limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 1, H, W) uint8 and labels (N,) of one split, checked to belong together."""
-    images_file, labels_file = (raw / name for name in IDX_FILES[split])
-    images, labels = read_idx(images_file), read_idx(labels_file)
-    if images.ndim != 3 or images.dtype != np.uint8:
-        raise CaffepipeError(f"{images_file}: expected (N, height, width) uint8 images, got {images.dtype} {images.shape}")
-    if labels.ndim != 1 or len(labels) != len(images):
-        raise CaffepipeError(f"{labels_file}: {labels.shape} labels for {len(images)} images; the files do not belong together")
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    return images[:, np.newaxis], labels.astype(np.int64)
-
-
-def datum_records(images: np.ndarray, labels: np.ndarray) -> list[tuple[bytes, bytes]]:
-    return [(record_key(index), encode_datum(image, int(label))) for index, (image, label) in enumerate(zip(images, labels))]
+def datum_records(images: np.ndarray, labels: np.ndarray, key_digits: int = KEY_DIGITS) -> list[tuple[bytes, bytes]]:
+    return [(record_key(index, key_digits), encode_datum(image, int(label)))
+            for index, (image, label) in enumerate(zip(images, labels))]
 
 
 def lmdb_map_size(records: list[tuple[bytes, bytes]]) -> int:
@@ -103,20 +93,16 @@ def write_leveldb(path: Path, records: list[tuple[bytes, bytes]]) -> None:
 WRITERS = {"lmdb": write_lmdb, "leveldb": write_leveldb}
 
 
-def dataset_name(raw: Path) -> str | None:
-    """Which dataset fetch put in `raw` (its source.json), so later stages can name the classes; None if unknown."""
-    try:
-        return json.loads((raw / "source.json").read_text()).get("dataset")
-    except (FileNotFoundError, json.JSONDecodeError, AttributeError):
-        return None
-
-
 def build_databases(raw: Path, out: Path, backends: list[str], limits: dict[str, int | None]) -> dict:
-    info: dict = {"dataset": dataset_name(raw), "backends": list(backends)}
+    dataset = dataset_name(raw)
+    key_digits = cifar.KEY_DIGITS if dataset in CIFAR_DATASETS else KEY_DIGITS
+    info: dict = {"dataset": dataset, "backends": list(backends), "mean_file": MEAN_FILE}
     with atomic_output(out, directory=True) as folder:
         for split in SPLITS:
             images, labels = load_split(raw, split, limits[split])
-            records = datum_records(images, labels)
+            if split == "train":
+                (folder / MEAN_FILE).write_bytes(encode_blob_proto(mean_image(images)))
+            records = datum_records(images, labels, key_digits)
             for backend in backends:
                 started = time.perf_counter()
                 WRITERS[backend](db_path(folder, split, backend), records)
@@ -132,7 +118,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="caffepipe build-db", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_params_argument(parser)
-    parser.add_argument("--raw", type=Path, required=True, help="folder of the four IDX files (data/raw)")
+    parser.add_argument("--raw", type=Path, required=True, help="folder of what fetch wrote: IDX files or CIFAR-10 batches (data/raw)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the databases (data/db)")
     args = parser.parse_args(argv)
     params = load_params(args.params)["build_db"]

@@ -1,10 +1,12 @@
-"""What each dataset's classes are called, for figures and tables. MNIST's classes are its digits."""
+"""What each dataset's classes are called, for figures and tables. MNIST's classes are its digits; CIFAR-10's
+are the names of its batches.meta.txt, in label order."""
 from __future__ import annotations
 
 CLASS_NAMES = {
     "mnist": tuple(str(digit) for digit in range(10)),
     "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                       "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 }
 
 

@@ -34,8 +34,16 @@ def db_path(db_dir: str | Path, split: str, backend: str) -> Path:
     return Path(db_dir) / f"{split}_{backend}"
 
 
-def record_key(index: int) -> bytes:
-    return b"%08d" % index
+KEY_DIGITS = 8           # convert_mnist_data's keys; convert_cifar_data writes 5 digits (data/cifar.py)
+
+
+def record_key(index: int, digits: int = KEY_DIGITS) -> bytes:
+    return b"%0*d" % (digits, index)
+
+
+def key_digits(first_key: bytes | None) -> int:
+    """How many digits a database's keys have, from its first key (record_key(0) of some width)."""
+    return len(first_key) if first_key else KEY_DIGITS
 
 
 def _varint(value: int) -> bytes:
@@ -332,8 +340,10 @@ def _existing_database(path: str | Path, backend: str) -> Path:
 
 
 def _check_keys(path: Path, backend: str, count: int, first: bytes | None, last: bytes | None) -> None:
-    """The first `count` records in key order run from record_key(0) to record_key(count - 1): none is missing."""
-    if count and (first, last) != (record_key(0), record_key(count - 1)):
+    """The first `count` records in key order run from record_key(0) to record_key(count - 1), all keys of the
+    first key's width (8 digits as convert_mnist_data writes them, 5 as convert_cifar_data does): none is missing."""
+    digits = key_digits(first)
+    if count and (first, last) != (record_key(0, digits), record_key(count - 1, digits)):
         raise damaged_database(path, backend, f"{count} records from key {first!r} to {last!r}: records are missing")
 
 
@@ -410,11 +420,12 @@ def _leveldb_records(path: Path, in_place: bool) -> Iterator[tuple[bytes, bytes]
         except plyvel.Error as error:      # no CURRENT, a missing or corrupt MANIFEST or table file
             raise damaged_database(path, "leveldb", _leveldb_reason(error, readable, path)) from None
         try:
-            count = 0
+            count, first = 0, None
             for count, record in enumerate(db.iterator(verify_checksums=True), start=1):
+                first = first or record[0]
                 yield record
             # The iterator's silent skip (above) shows when the next record's key is looked up: Get does report it.
-            if db.get(record_key(count), verify_checksums=True) is not None:
+            if db.get(record_key(count, key_digits(first)), verify_checksums=True) is not None:
                 raise damaged_database(path, "leveldb", f"record {count} exists but was skipped: a table is unreadable")
         except plyvel.Error as error:
             raise damaged_database(path, "leveldb", _leveldb_reason(error, readable, path)) from None

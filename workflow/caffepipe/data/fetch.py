@@ -1,4 +1,4 @@
-"""`caffepipe fetch`: get MNIST or Fashion-MNIST and prove it is the real thing.
+"""`caffepipe fetch`: get MNIST, Fashion-MNIST or CIFAR-10 and prove it is the real thing.
 
     caffepipe fetch --params params.yaml --out data/raw
     caffepipe fetch --params params.yaml --dataset-from finetune.dataset --out data/target/raw
@@ -20,6 +20,8 @@ For each file, the sources listed in params fetch.sources are tried in order:
 Whatever the source, a file counts only if the SHA-256 of its uncompressed bytes is the pinned one. A damaged
 delivery (a broken gzip stream, a body cut short, a damaged tarball) is that source failing, like a wrong digest:
 the next source is tried. When every source fails for a file, the error lists each source and why.
+
+CIFAR-10 (fetch.dataset: cifar10) comes as one archive from a folder or URL you name: data/fetch_cifar.py.
 """
 from __future__ import annotations
 
@@ -267,6 +269,10 @@ def fetch_file(name: str, expected_sha256: str, sources: dict[str, Callable[[str
 
 
 def fetch_dataset(dataset_name: str, params: dict, out: Path) -> dict:
+    if dataset_name == "cifar10":        # one archive from a folder or URL you name, not four IDX files
+        from caffepipe.data.fetch_cifar import fetch_cifar10  # noqa: PLC0415 — it builds on this module
+
+        return fetch_cifar10(params, out)
     dataset = DATASETS[dataset_name]
     sources = make_sources(dataset, params)
     record = {"dataset": dataset_name, "files": {}}
@@ -284,7 +290,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="caffepipe fetch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_params_argument(parser)
-    parser.add_argument("--out", type=Path, required=True, help="folder for the four IDX files (data/raw)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the four IDX files, or CIFAR-10's batch files (data/raw)")
     parser.add_argument("--dataset-from", choices=DATASET_KEYS, default=DATASET_KEYS[0],
                         help="the params key naming the dataset: fetch.dataset (the source task the base models "
                              "learn, data/raw) or finetune.dataset (the fine-tuning target, data/target/raw); the "

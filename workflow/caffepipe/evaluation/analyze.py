@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from caffepipe.evaluation import error_stats
+from caffepipe.evaluation import error_stats, hard_images
 from caffepipe.evaluation.analyze_figures import (PAIRS_OVER_TRAINING, REPORTED_EARLY_ERROR, TOP_PAIRS_SHOWN, draw_class_error_over_training,
                                         draw_class_rates, draw_comparison, draw_confused_pairs, draw_errors_by_class,
                                         draw_forgetting, draw_gallery, draw_margins, draw_pairs_over_training,
@@ -85,6 +85,7 @@ QUESTIONS = {
     "over_training": "How does each class's error change over training?",
     "forgetting": "Right first, wrong later?",
     "comparison": "CNN against MLP",
+    hard_images.QUESTION: hard_images.QUESTION_TEXT,
 }
 def _plain(value: Any) -> Any:
     """JSON-friendly: numpy scalars to Python, NaN and infinities to null (inside dicts too)."""
@@ -490,6 +491,9 @@ def write_analysis(evaluations: dict[str, Evaluation], images: np.ndarray, folde
     total_error_over_training(results, evaluations, folder, index)
     n_classes = next(iter(evaluations.values())).n_classes
     models_side_by_side(results, folder, index, dataset, class_names(dataset, n_classes))
+    first = next(iter(evaluations.values()))
+    hard_images.write_hard_images(first.labels, {model: evaluation.predictions[-1] for model, evaluation in evaluations.items()},
+                                  images, folder, index, settings["gallery_max"])
 
     summary = index.as_dict()
     (folder / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")

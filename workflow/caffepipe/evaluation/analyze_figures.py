@@ -86,7 +86,8 @@ def _error_axis(ax, errors: list[np.ndarray]) -> None:
 
 
 def draw_gallery(images: np.ndarray, titles: list[str], title: str, path: Path, colors: list[str] | None = None) -> None:
-    """A grid of grey digits with a small title each; a note instead when there is nothing to show."""
+    """A grid of images (grey digits, or colour for RGB ones) with a small title each; a note instead when there is
+    nothing to show."""
     figures = _figures()
     import matplotlib.pyplot as plt  # noqa: PLC0415
     count = len(images)
@@ -98,8 +99,8 @@ def draw_gallery(images: np.ndarray, titles: list[str], title: str, path: Path, 
     for position, ax in enumerate(axes.flat):
         ax.axis("off")
         if position < count:
-            ax.imshow(np.asarray(images[position]).reshape(images.shape[-2], images.shape[-1]), cmap="gray",
-                      vmin=0, vmax=255, interpolation="nearest")
+            image = np.asarray(images[position])
+            figures.show_image(ax, image if image.ndim == 3 else image.reshape(1, *images.shape[-2:]))
             ax.set_title(titles[position], fontsize=title_size, color=(colors[position] if colors else "black"))
     if not count:
         axes.flat[0].text(0.5, 0.5, "nothing to show", ha="center", va="center", fontsize=11)

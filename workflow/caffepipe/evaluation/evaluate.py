@@ -6,7 +6,8 @@
 
 pycaffe on the CPU, in batches of params `evaluate.batch_size`, BLAS capped at --threads. The test images come
 from the `netgen.backend` database (data/db/test_lmdb or test_leveldb), in key order: image i of every array
-below is record i of that database. Pixels are scaled by caffepipe.training.models.INPUT_SCALE as the Data layers do.
+below is record i of that database. Pixels are transformed as the test net's Data layer does (training/input_transform.py:
+scaled by 1/256, after subtracting the mean image for CIFAR-10).
 
 Output folder (--out, e.g. data/eval/lenet/), written as a whole or not at all; S snapshots in iteration
 order (the last is the final model), N test images, K classes:
@@ -46,7 +47,7 @@ from caffepipe.evaluation import error_stats
 from caffepipe.core.atomic import write_text_atomic
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.evaluation.eval_files import final_metrics, write_evaluation
-from caffepipe.training.models import INPUT_SCALE
+from caffepipe.training.input_transform import InputTransform, nets_input_transform
 from caffepipe.pipeline.params import add_params_argument, load_params
 from caffepipe.core.progress import Progress
 from caffepipe.training.net_files import open_net
@@ -75,7 +76,7 @@ def load_manifest(path: Path, model: str) -> Manifest:
     return manifest
 
 
-def forward_probs(net: Any, images: np.ndarray, batch_size: int, scale: float) -> np.ndarray:
+def forward_probs(net: Any, images: np.ndarray, batch_size: int, transform: InputTransform) -> np.ndarray:
     """The OUTPUT_BLOB of `net` for every image (uint8 [N, C, H, W]), as float32 [N, K]."""
     outputs = []
     data = net.blobs[INPUT_BLOB]
@@ -84,7 +85,7 @@ def forward_probs(net: Any, images: np.ndarray, batch_size: int, scale: float) -
         if data.data.shape[0] != len(batch):
             data.reshape(len(batch), *images.shape[1:])
             net.reshape()
-        data.data[...] = batch.astype(np.float32) * np.float32(scale)
+        data.data[...] = transform.apply(batch)
         net.forward()
         outputs.append(np.array(net.blobs[OUTPUT_BLOB].data, dtype=np.float32).reshape(len(batch), -1))
     return np.concatenate(outputs)
@@ -126,6 +127,7 @@ def evaluate(params: dict[str, Any], model: str, nets: Path, snapshots_path: Pat
              len(snapshots), snapshots[0].iteration, snapshots[-1].iteration)
 
     net = open_deploy_net(caffe, deploy, images.shape[1:])
+    transform = nets_input_transform(caffe_pb2, nets)
     expected = net_param_shapes(net)
     all_probs = []
     with Progress(total=len(snapshots), desc=f"evaluate {model}", unit="snapshot") as progress:
@@ -136,7 +138,7 @@ def evaluate(params: dict[str, Any], model: str, nets: Path, snapshots_path: Pat
                 raise CaffepipeError(f"{snapshot.caffemodel} is no snapshot of {deploy}: {problem}; re-run "
                                      "`caffepipe train` after `caffepipe netgen`")
             net.copy_from(str(snapshot.caffemodel))
-            probs = forward_probs(net, images, batch_size, INPUT_SCALE)
+            probs = forward_probs(net, images, batch_size, transform)
             if not np.isfinite(probs).all():
                 log.warning("%s at iteration %d: non-finite probabilities (did training diverge?)", model, snapshot.iteration)
             all_probs.append(probs)
@@ -149,7 +151,8 @@ def evaluate(params: dict[str, Any], model: str, nets: Path, snapshots_path: Pat
         "caffemodels": [Path(os.path.relpath(snapshot.caffemodel, base)).as_posix() for snapshot in snapshots],
         "fingerprint": manifest.fingerprint,
         "backend": backend,
-        "input_scale": float(INPUT_SCALE),
+        "input_scale": transform.scale,
+        "input_mean": transform.describe_mean(),
         "deploy_sha256": hashlib.sha256(deploy.read_bytes()).hexdigest(),
     }
     iterations = np.array([snapshot.iteration for snapshot in snapshots], dtype=np.int64)

@@ -20,6 +20,9 @@ with a transparent background, or a 16-bit scan. Each step below removes one of 
      like MNIST (exports of the database, or a 28×28 crop); an image enlarged by an integer factor comes back
      to exactly its original pixels.
 The box size scales with the net's input size (20 of 28), so a net with another input size works the same way.
+
+A colour net (CIFAR-10's: RGB, 32×32 photos) gets rgb_pixels instead: the image in RGB, transparency over
+black, padded to a square with its border colour and reduced by area averaging, like `square`; no polarity step.
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ SIXTEEN_BIT_MAX = 65535
 
 @dataclass(frozen=True)
 class ConvertedImage:
-    pixels: np.ndarray     # uint8 [height, width], white on black, the net's input size
+    pixels: np.ndarray     # uint8 [height, width], white on black, the net's input size; RGB: [3, height, width]
     inverted: bool         # whether the polarity step inverted it
 
 
@@ -171,10 +174,27 @@ def fit_mnist(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 FITS = {"mnist": fit_mnist, "square": fit_square}
 
 
-def convert_image(image: Image.Image, size: tuple[int, int], invert: str = "auto", fit: str = "mnist") -> ConvertedImage:
-    """A user's image as the net's grey input of `size` (height, width), white on black, uint8."""
+def rgb_pixels(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [3, height, width] in Caffe's channel order (R, G, B): padded to a square with the border's colour,
+    then reduced by area averaging to `size`."""
+    if has_alpha(image):
+        rgba = image.convert("RGBA")
+        rgb = Image.new("RGB", rgba.size)
+        rgb.paste(rgba, mask=rgba.getchannel("A"))
+    else:
+        rgb = image.convert("RGB")
+    planes = [fit_square(np.asarray(rgb.getchannel(band), dtype=np.uint8), size) for band in "RGB"]
+    return np.stack(planes)
+
+
+def convert_image(image: Image.Image, size: tuple[int, int], invert: str = "auto", fit: str = "mnist",
+                  channels: int = 1) -> ConvertedImage:
+    """A user's image as the net's input of `size` (height, width), uint8: grey, white on black, for a net of
+    one channel; RGB (rgb_pixels) for a net of three."""
     if fit not in FITS:
         raise ValueError(f"fit must be one of {FIT_CHOICES}, not {fit!r}")
+    if channels == 3:
+        return ConvertedImage(rgb_pixels(image, size), False)
     grey, inverted = apply_polarity(grey_pixels(image), invert)
     return ConvertedImage(FITS[fit](grey, size), inverted)
 

@@ -47,6 +47,7 @@ from caffepipe.core.upstream import read_json
 from caffepipe.data.class_names import CLASS_NAMES
 from caffepipe.inference.images import FIT_CHOICES, INVERT_CHOICES, convert_image, load_image
 from caffepipe.pipeline.params import load_params
+from caffepipe.training.input_transform import InputTransform, transform_beside
 from caffepipe.training.nets_folder import DEPLOY_NET_FILE, TEST_NET_FILE, TRAIN_NET_FILE
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,6 @@ GLOB_CHARACTERS = set("*?[")
 # Settings a user may give as flags; the pipeline stage takes them from params `predict`.
 DEFAULTS = {"top_k": 3, "invert": "auto", "fit": "mnist"}
 PREDICTIONS_CSV, PREDICTIONS_JSON, METRICS_JSON = "predictions.csv", "predictions.json", "metrics.json"
-
-
-@dataclass(frozen=True)
-class InputTransform:
-    """What a Data layer's transform_param does to a pixel: (pixel - mean) * scale."""
-    scale: float
-    mean: float
-    source: str            # where it was read from, for the record
 
 
 @dataclass(frozen=True)
@@ -125,38 +118,20 @@ def exported_inputs(images: Path, image_format: str, count: int) -> list[ImageIn
 
 # ---- the model --------------------------------------------------------------------------------------------
 
-def transform_from_net(caffe_pb2: Any, net_file: Path) -> InputTransform | None:
-    """The transform_param of the first data layer of a train or test prototxt, or None if it has none."""
-    from caffepipe.training.net_files import read_net  # noqa: PLC0415 — needs caffe_pb2 anyway
-
-    for layer in read_net(caffe_pb2, net_file).layer:
-        if not layer.HasField("transform_param"):
-            continue
-        transform = layer.transform_param
-        if transform.crop_size or transform.mean_file or len(transform.mean_value) > 1:
-            raise CaffepipeError(f"{net_file}: layer {layer.name!r} crops or subtracts a mean file or per-channel "
-                                 "means, which predict does not reproduce; give --scale for a net fed plain scaled pixels")
-        mean = float(transform.mean_value[0]) if transform.mean_value else 0.0
-        scale = float(transform.scale) if transform.HasField("scale") else 1.0
-        return InputTransform(scale, mean, f"{net_file} layer {layer.name!r}")
-    return None
-
-
 def input_transform(caffe_pb2: Any, deploy: Path, scale: float | None) -> InputTransform:
-    """--scale if given, else what the test (or train) net beside the deploy net does to its pixels."""
+    """--scale if given, else what the test (or train) net beside the deploy net does to its pixels (its mean
+    image too, for CIFAR-10's nets)."""
     if scale is not None:
         return InputTransform(scale, 0.0, "--scale")
-    for name in (TEST_NET_FILE, TRAIN_NET_FILE):
-        if (deploy.parent / name).is_file():
-            transform = transform_from_net(caffe_pb2, deploy.parent / name)
-            if transform is not None:
-                return transform
-    raise CaffepipeError(f"no {TEST_NET_FILE} or {TRAIN_NET_FILE} with a transform_param beside {deploy} says how "
-                         "the net's pixels were scaled; give --scale (0.00390625 for caffepipe's and Caffe's MNIST nets)")
+    transform = transform_beside(caffe_pb2, deploy)
+    if transform is None:
+        raise CaffepipeError(f"no {TEST_NET_FILE} or {TRAIN_NET_FILE} with a transform_param beside {deploy} says how "
+                             "the net's pixels were scaled; give --scale (0.00390625 for caffepipe's and Caffe's MNIST nets)")
+    return transform
 
 
 def open_model(caffe: Any, deploy: Path, weights: Path) -> Any:
-    """The deploy net with its weights, checked to take one grey image and to output probabilities."""
+    """The deploy net with its weights, checked to take grey or RGB images and to output probabilities."""
     from caffepipe.training.net_files import open_net  # noqa: PLC0415
 
     net = open_net(caffe, deploy, weights)
@@ -164,8 +139,9 @@ def open_model(caffe: Any, deploy: Path, weights: Path) -> Any:
         raise CaffepipeError(f"{deploy}: a deploy net needs an input blob {INPUT_BLOB!r} and a Softmax output "
                              f"{OUTPUT_BLOB!r} (as `caffepipe netgen` writes them)")
     shape = net.blobs[INPUT_BLOB].data.shape
-    if len(shape) != 4 or shape[1] != 1:
-        raise CaffepipeError(f"{deploy} takes input of shape {tuple(shape)}; predict feeds grey images (N, 1, H, W)")
+    if len(shape) != 4 or shape[1] not in (1, 3):
+        raise CaffepipeError(f"{deploy} takes input of shape {tuple(shape)}; predict feeds grey (N, 1, H, W) or "
+                             "RGB (N, 3, H, W) images")
     return net
 
 
@@ -187,18 +163,20 @@ def class_names_of(dataset: str | None, source: Path | None, classes: int) -> li
 
 
 def forward(net: Any, pixels: np.ndarray, transform: InputTransform) -> np.ndarray:
-    """float32 [N, K]: the "prob" blob for uint8 images [N, H, W], transformed as the Data layers do."""
+    """float32 [N, K]: the "prob" blob for uint8 images [N, H, W] (grey) or [N, C, H, W], transformed as the Data
+    layers do."""
+    images = pixels if pixels.ndim == 4 else pixels[:, np.newaxis]
     data = net.blobs[INPUT_BLOB]
-    data.reshape(len(pixels), 1, *pixels.shape[1:])
+    data.reshape(*images.shape)
     net.reshape()
-    data.data[...] = ((pixels.astype(np.float32) - np.float32(transform.mean)) * np.float32(transform.scale))[:, None]
+    data.data[...] = transform.apply(images)
     net.forward()
     return np.array(net.blobs[OUTPUT_BLOB].data, dtype=np.float32).reshape(len(pixels), -1)
 
 
 # ---- reading and classifying ------------------------------------------------------------------------------
 
-def convert_all(inputs: list[ImageInput], size: tuple[int, int], invert: str, fit: str
+def convert_all(inputs: list[ImageInput], size: tuple[int, int], invert: str, fit: str, channels: int = 1
                 ) -> tuple[list[tuple[ImageInput, np.ndarray, bool]], list[tuple[str, str]]]:
     """Each readable image's net-sized pixels and whether it was inverted; (file, reason) for the others."""
     converted, problems = [], []
@@ -211,7 +189,7 @@ def convert_all(inputs: list[ImageInput], size: tuple[int, int], invert: str, fi
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
             problems.append((str(item.path), f"not a readable image ({error})"))
             continue
-        result = convert_image(image, size, invert=invert, fit=fit)
+        result = convert_image(image, size, invert=invert, fit=fit, channels=channels)
         converted.append((item, result.pixels, result.inverted))
     return converted, problems
 
@@ -352,10 +330,13 @@ def predict(args: argparse.Namespace) -> list[Prediction]:
     from caffe.proto import caffe_pb2  # noqa: PLC0415
     transform = input_transform(caffe_pb2, deploy, args.scale)
     net = open_model(caffe, deploy, args.weights)
-    size = tuple(int(d) for d in net.blobs[INPUT_BLOB].data.shape[2:])
+    channels, *size = (int(d) for d in net.blobs[INPUT_BLOB].data.shape[1:])
+    size = tuple(size)
     names = class_names_of(args.dataset, args.source, int(np.prod(net.blobs[OUTPUT_BLOB].data.shape[1:])))
 
-    converted, unreadable = convert_all(inputs, size, chosen["invert"], chosen["fit"])
+    # MNIST's digit normalisation and polarity mean nothing for colour photos: an RGB net's images are fitted square
+    fit, invert = (chosen["fit"], chosen["invert"]) if channels == 1 else ("square", "no")
+    converted, unreadable = convert_all(inputs, size, invert, fit, channels)
     problems += unreadable
     report_problems(problems)
     if not converted:
@@ -363,8 +344,8 @@ def predict(args: argparse.Namespace) -> list[Prediction]:
     predictions = classify(net, converted, transform)
     print(format_table(predictions, names, chosen["top_k"]))
     model = {"name": (args.nets or deploy.parent).name, "deploy": str(deploy), "weights": str(args.weights),
-             "input_scale": transform.scale, "input_mean": transform.mean, "transform_from": transform.source,
-             "invert": chosen["invert"], "fit": chosen["fit"]}
+             "input_scale": transform.scale, "input_mean": transform.describe_mean(), "transform_from": transform.source,
+             "invert": invert, "fit": fit, "channels": channels}
     write_outputs(args.out, predictions, names, chosen["top_k"], model, problems)
     log.info("%d images classified, %d inputs unreadable; wrote %s", len(predictions), len(problems), args.out)
     return predictions

@@ -6,7 +6,8 @@ A one-layer net built with caffe.net_spec (an Input and a Convolution with two 3
 gets the Sobel x and y kernels as its weights, set by hand through pycaffe. Forwarding a test digit gives the
 horizontal gradient Gx (it lights up vertical strokes) and the vertical gradient Gy (horizontal strokes);
 sqrt(Gx² + Gy²) is the edge magnitude. Caffe's Convolution is a cross-correlation (the kernel is not flipped),
-so a dark-to-bright step from left to right gives a positive Gx.
+so a dark-to-bright step from left to right gives a positive Gx. Colour images (CIFAR-10) are made grey first
+(ITU-R 601 luma, as Pillow's convert("L")), and drawn in colour beside their gradients.
 
 Outputs in --out: sobel.png (one row per digit: input, Gx, Gy, magnitude, for the first `visualize.sample_count`
 test digits), sobel.prototxt (the generated net), and index.json ({"figures": [{"file", "caption", ...}],
@@ -28,7 +29,7 @@ from caffepipe.core import figures
 from caffepipe.core.atomic import atomic_output
 from caffepipe.training.models import INPUT_SCALE
 from caffepipe.pipeline.params import add_params_argument, load_params
-from caffepipe.inspection.visualize import IMAGE_CMAP, STAGE_THREADS, read_test_digits, signed_cmap, symmetric_limit
+from caffepipe.inspection.visualize import STAGE_THREADS, read_test_digits, signed_cmap, symmetric_limit
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,16 @@ def sobel_gradients(net, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return output[:, 0].copy(), output[:, 1].copy()
 
 
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)    # R, G, B
+
+
+def grey_images(images: np.ndarray) -> np.ndarray:
+    """float32 [N, 1, H, W] pixels (0..255) of uint8 images [N, C, H, W]: as they are for one channel, luma for RGB."""
+    if images.shape[1] == 3:
+        return np.tensordot(images.astype(np.float32), LUMA_WEIGHTS, axes=([1], [0]))[:, np.newaxis]
+    return images.astype(np.float32)
+
+
 def plot_sobel(images: np.ndarray, labels: np.ndarray, gx: np.ndarray, gy: np.ndarray, path: Path) -> None:
     figures.apply_style()
     count = len(images)
@@ -79,13 +90,16 @@ def plot_sobel(images: np.ndarray, labels: np.ndarray, gx: np.ndarray, gy: np.nd
     for row in range(count):
         limit = symmetric_limit(np.stack([gx[row], gy[row]]))
         panels = (
-            (images[row, 0], f"input (label {labels[row]})", dict(cmap=IMAGE_CMAP)),
+            (images[row], f"input (label {labels[row]})", None),
             (gx[row], "Gx (Sobel x)", dict(cmap=signed_cmap(), vmin=-limit, vmax=limit)),
             (gy[row], "Gy (Sobel y)", dict(cmap=signed_cmap(), vmin=-limit, vmax=limit)),
             (magnitude[row], "magnitude √(Gx²+Gy²)", dict(cmap="magma", vmin=0)),
         )
         for ax, (image, title, style) in zip(axes[row], panels):
-            shown = ax.imshow(image, interpolation="nearest", **style)
+            if style is None:
+                figures.show_image(ax, image)
+            else:
+                shown = ax.imshow(image, interpolation="nearest", **style)
             ax.set_title(title, fontsize=9, fontweight="normal")
             ax.set_xticks([])
             ax.set_yticks([])
@@ -100,7 +114,7 @@ def run_sobel(caffe, db_dir: Path, sample_count: int, out: Path) -> dict:
     images, labels = read_test_digits(db_dir, sample_count)
     _, _, height, width = images.shape
     net, prototxt = build_sobel_net(caffe, height, width, batch=len(images))
-    gx, gy = sobel_gradients(net, images.astype(np.float32) * INPUT_SCALE)
+    gx, gy = sobel_gradients(net, grey_images(images) * np.float32(INPUT_SCALE))
     with atomic_output(out, directory=True) as temporary:
         (temporary / "sobel.prototxt").write_text(prototxt)
         plot_sobel(images, labels, gx, gy, temporary / "sobel.png")

@@ -20,6 +20,8 @@ Outputs, in --out:
 - totals.json: the average forward, backward and forward-backward pass of the whole net, the batch size,
   iterations and threads;
 - throughput.json: per batch size, the median milliseconds per deploy-net forward pass and images/s;
+- complexity.json: the deploy net's parameters and multiply-adds per image, in all and per layer, from its
+  blob shapes (complexity.py);
 - caffe_time.log: Caffe's own log of the run.
 """
 from __future__ import annotations
@@ -47,6 +49,7 @@ from caffepipe.core import figures
 from caffepipe.core.atomic import atomic_output
 from caffepipe.data.datum import check_data_layer_databases, redirect_leveldb_sources
 from caffepipe.core.errors import CaffepipeError
+from caffepipe.inspection.complexity import complexity, layer_shapes_of
 from caffepipe.pipeline.params import add_params_argument, load_params
 from caffepipe.training.net_files import open_net, read_net
 from caffepipe.training.nets_folder import DEPLOY_NET_FILE, TRAIN_NET_FILE
@@ -223,7 +226,9 @@ def run_time_stage(params: dict, model: str, nets: Path, weights: Path, out: Pat
     # The deploy net and the weights are checked (net_reading_copies checks the training net) before
     # `caffe time` spends its seconds: Caffe would abort on a bad file.
     deploy = open_net(caffe, deploy_net, weights)
+    cost = {"model": model, **complexity(layer_shapes_of(deploy))}
     with atomic_output(out, directory=True) as temporary, tempfile.TemporaryDirectory(prefix="caffepipe-time-") as work:
+        (temporary / "complexity.json").write_text(json.dumps(cost, indent=2) + "\n")
         timed_net = net_reading_copies(caffe, train_net, Path(work))
         result = run_caffe_time(timed_net, section["iterations"], threads, temporary / "caffe_time.log")
         (temporary / "layers.csv").write_text(layers_csv(result))

@@ -4,9 +4,10 @@
         --weights data/train/lenet/final.caffemodel --db data/db --out reports/visualize/lenet
 
 pycaffe loads the deploy net with the trained weights and forwards the first `visualize.sample_count` test
-digits (pixels scaled by caffepipe.training.models.INPUT_SCALE, as the Data layers do). It draws:
+images (transformed as the test net's Data layer does: training/input_transform.py). It draws:
 
-- filters.png: the first learned layer's weights. For LeNet, conv1's 5x5 kernels; for a net whose first
+- filters.png: the first learned layer's weights. For LeNet, conv1's 5x5 kernels (in colour, grey for 0, for
+  a net of RGB input such as CIFAR-10's); for a net whose first
   layer is an InnerProduct (the MLP), each of its first units' weights reshaped to the input image (28x28):
   the template that unit matches. At most FILTER_LIMIT of them.
 - features_<layer>.png for every Convolution and Pooling layer (LeNet: conv1 pool1 conv2 pool2): each sample
@@ -33,6 +34,7 @@ from caffepipe.data import datum
 from caffepipe.core import figures
 from caffepipe.core.atomic import atomic_output
 from caffepipe.core.errors import CaffepipeError
+from caffepipe.training.input_transform import InputTransform, nets_input_transform
 from caffepipe.training.models import INPUT_SCALE
 from caffepipe.training.net_files import open_net
 from caffepipe.training.nets_folder import DEPLOY_NET_FILE
@@ -84,30 +86,35 @@ def layer_types(net) -> dict[str, str]:
     return {name: layer.type for name, layer in zip(net._layer_names, net.layers)}
 
 
-def forward_samples(net, images: np.ndarray) -> dict[str, np.ndarray]:
-    """Forward uint8 images through the deploy net; a copy of every blob, keyed by blob name."""
+def forward_samples(net, images: np.ndarray, transform: InputTransform | None = None) -> dict[str, np.ndarray]:
+    """Forward uint8 images through the deploy net, transformed as its Data layers do (without `transform`: scaled
+    by INPUT_SCALE, as MNIST's nets do); a copy of every blob, keyed by blob name."""
+    transform = transform or InputTransform(INPUT_SCALE, 0.0, "models.INPUT_SCALE")
     net.blobs[INPUT_BLOB].reshape(*images.shape)
     net.reshape()
-    net.blobs[INPUT_BLOB].data[...] = images.astype(np.float32) * INPUT_SCALE
+    net.blobs[INPUT_BLOB].data[...] = transform.apply(images)
     net.forward()
     return {name: blob.data.copy() for name, blob in net.blobs.items()}
 
 
 def first_layer_filters(net, input_shape: tuple[int, ...]) -> tuple[str, str, np.ndarray]:
-    """(layer name, type, weights [F, H, W]) of the first layer with weights, at most FILTER_LIMIT of them.
+    """(layer name, type, weights [F, H, W], or [F, 3, H, W] for RGB input) of the first layer with weights, at
+    most FILTER_LIMIT of them.
 
-    Convolution kernels are taken from the first input channel; InnerProduct rows are reshaped to the input.
+    Convolution kernels are taken from the first input channel of a grey net, all three of an RGB one;
+    InnerProduct rows are reshaped to the input.
     """
     types = layer_types(net)
+    channels = input_shape[0]
     for name, blobs in net.params.items():
         weights = blobs[0].data
         if types[name] == "Convolution":
-            return name, "Convolution", weights[:FILTER_LIMIT, 0].copy()
+            return name, "Convolution", (weights[:FILTER_LIMIT] if channels == 3 else weights[:FILTER_LIMIT, 0]).copy()
         if types[name] == HIDDEN_LAYER_TYPE:
-            height, width = input_shape[-2:]
-            if weights.shape[1] != int(np.prod(input_shape)) or input_shape[0] != 1:
-                raise CaffepipeError(f"{name}'s weights ({weights.shape}) do not match the single-channel input {input_shape}")
-            return name, HIDDEN_LAYER_TYPE, weights[:FILTER_LIMIT].reshape(-1, height, width).copy()
+            if weights.shape[1] != int(np.prod(input_shape)) or channels not in (1, 3):
+                raise CaffepipeError(f"{name}'s weights ({weights.shape}) do not match the input {input_shape}")
+            unit_shape = input_shape if channels == 3 else input_shape[-2:]
+            return name, HIDDEN_LAYER_TYPE, weights[:FILTER_LIMIT].reshape(-1, *unit_shape).copy()
         raise CaffepipeError(f"the first layer with weights, {name}, is a {types[name]}; only Convolution and InnerProduct are drawn")
     raise CaffepipeError("the net has no layer with weights")
 
@@ -162,14 +169,18 @@ def plot_filters(name: str, kind: str, filters: np.ndarray, model: str, path: Pa
     fig, axes = figures.plt.subplots(rows, columns, figsize=(columns * 0.85 + 1.2, rows * 0.95 + 0.7), squeeze=False,
                                      layout="constrained")
     limit = symmetric_limit(filters)
+    colour = filters.ndim == 4
+    shown = figures.signed_to_rgb(filters) if colour else filters
     for index, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if index < count:
-            image = ax.imshow(filters[index], cmap=signed_cmap(), vmin=-limit, vmax=limit, interpolation="nearest")
+            image = ax.imshow(shown[index], cmap=None if colour else signed_cmap(), vmin=None if colour else -limit,
+                              vmax=None if colour else limit, interpolation="nearest")
             ax.set_title(str(index), fontsize=8, fontweight="normal", pad=2)
     what = f"{filters.shape[-2]}x{filters.shape[-1]} kernels" if kind == "Convolution" else f"unit weights as {filters.shape[-2]}x{filters.shape[-1]} images"
     fig.suptitle(f"{model}: {name} {what}", fontweight="bold")
-    fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    if not colour:          # an RGB kernel's colours are its weights (0.5 grey for 0), no colour map
+        fig.colorbar(image, ax=axes, shrink=0.8, label="weight")
     figures.save_figure(fig, path)
 
 
@@ -194,7 +205,7 @@ def plot_layer_outputs(layer: str, kind: str, outputs: np.ndarray, images: np.nd
         # The digit: a square as tall as the mosaic, just left of it (axes fractions of the mosaic's axes).
         width = 1 / tile_ratio
         digit_ax = map_ax.inset_axes([-1.12 * width, 0, width, 1])
-        digit_ax.imshow(images[index, 0], cmap=IMAGE_CMAP, interpolation="nearest")
+        figures.show_image(digit_ax, images[index])
         digit_ax.set_title(f"label {labels[index]}, predicted {predictions[index]}", fontsize=8, fontweight="normal")
         for ax in (digit_ax, map_ax):
             ax.set_xticks([])
@@ -207,15 +218,20 @@ def plot_layer_outputs(layer: str, kind: str, outputs: np.ndarray, images: np.nd
 
 def visualize(caffe, model: str, nets: Path, weights: Path, db_dir: Path, sample_count: int, out: Path) -> dict:
     """Draw the figures into `out` (written as a whole) and return the index written as index.json."""
+    from caffe.proto import caffe_pb2  # noqa: PLC0415
+
     net = load_deploy_net(caffe, nets, weights)
     images, labels = read_test_digits(db_dir, sample_count)
-    blobs = forward_samples(net, images)
+    blobs = forward_samples(net, images, nets_input_transform(caffe_pb2, nets))
     predictions = blobs[OUTPUT_BLOB].reshape(len(images), -1).argmax(axis=1)
     figures_index = []
     with atomic_output(out, directory=True) as temporary:
         name, kind, filters = first_layer_filters(net, images.shape[1:])
         plot_filters(name, kind, filters, model, temporary / "filters.png")
-        caption = (f"{model}: the first {len(filters)} {name} kernels; red weights respond to ink, blue to its absence"
+        colour_caption = (f"{model}: the first {len(filters)} {name} kernels in colour: each pixel shows the kernel's red, "
+                          "green and blue weights (grey is 0, one scale for all)")
+        caption = ((colour_caption if filters.ndim == 4 else
+                    f"{model}: the first {len(filters)} {name} kernels; red weights respond to ink, blue to its absence")
                    if kind == "Convolution" else
                    f"{model}: the weights of the first {len(filters)} {name} units, each reshaped to the "
                    f"{filters.shape[-2]}x{filters.shape[-1]} input: the pattern the unit responds to")

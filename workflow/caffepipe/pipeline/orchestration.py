@@ -136,8 +136,8 @@ def _dvc_output(output) -> str | dict[str, dict[str, Any]]:
     if output.metric or output.plot:
         options["cache"] = False       # kept in git, so `dvc metrics/plots diff` works between commits
     if output.plot:
-        options.update(x=output.plot.x, y=output.plot.y, template=output.plot.template,
-                       title=_dvc_path(output.plot.title.replace("{model}", "${item}")))
+        options.update(x=output.plot.x, **({"y": output.plot.y} if output.plot.y else {}), template=output.plot.template,
+                       **({"title": _dvc_path(output.plot.title)} if output.plot.title else {}))
     path = _dvc_path(output.path)
     return {path: options} if options else path
 

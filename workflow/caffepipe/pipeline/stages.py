@@ -10,6 +10,7 @@ Paths are relative to the repository root. `{model}` stands for each model in pa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 MODELS_PARAM = "netgen.models"
 
@@ -23,6 +24,12 @@ SHARED_CODE = (
     "workflow/caffepipe/pipeline/params.py",
     "workflow/caffepipe/core/atomic.py",
 )
+
+# The report's page templates (layout, macros, one partial per section), every one a dependency of the report
+# stage: a new section's partial is declared by being there (then regenerate dvc.yaml).
+REPORT_TEMPLATES = tuple(sorted(
+    path.relative_to(Path(__file__).resolve().parents[1]).as_posix()
+    for path in (Path(__file__).resolve().parents[1] / "report" / "templates").rglob("*.j2")))
 
 # Run after every stage that writes a folder, to write the folder's digest (pipeline/digest.py says why).
 DIGEST_CODE = "workflow/caffepipe/pipeline/digest.py"
@@ -48,10 +55,11 @@ class Output:
 
 @dataclass(frozen=True)
 class Plot:
-    """How `dvc plots` draws a CSV output."""
+    """How `dvc plots` draws a CSV output, or each file of a folder output (DVCLive's series: y and title left to
+    DVC, which draws every file's own column under the file's name)."""
     x: str
-    y: str
-    title: str
+    y: str | None = None
+    title: str | None = None
     template: str = "linear"
 
 
@@ -89,11 +97,11 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage(
         name="fetch",
-        summary="download MNIST or Fashion-MNIST and verify every file's SHA-256",
+        summary="download MNIST or Fashion-MNIST, or read CIFAR-10 from a folder or URL, and verify its SHA-256",
         command="caffepipe fetch --params params.yaml --out data/raw",
         outputs=(Output("data/raw", directory=True),),
         params=("fetch",),
-        code=("data/fetch.py", "data/idx.py"),
+        code=("data/fetch.py", "data/idx.py", "data/fetch_cifar.py", "data/cifar.py"),
         runtime_min=15,
     ),
     Stage(
@@ -103,7 +111,8 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/raw",),
         outputs=(Output("data/db", directory=True),),
         params=("build_db",),
-        code=("data/build_db.py", "data/idx.py", "data/datum.py"),
+        code=("data/build_db.py", "data/idx.py", "data/datum.py", "data/raw_images.py", "data/cifar.py",
+              "data/mean_image.py"),
         mem_mb=4000,
     ),
     # The fine-tuning target (params finetune.dataset), fetched and built by the same commands into its own paths.
@@ -112,8 +121,9 @@ STAGES: tuple[Stage, ...] = (
         summary="download the fine-tuning target dataset (finetune.dataset) and verify every file's SHA-256",
         command="caffepipe fetch --params params.yaml --dataset-from finetune.dataset --out data/target/raw",
         outputs=(Output("data/target/raw", directory=True),),
-        params=("fetch.sources", "fetch.timeout_s", "fetch.local_dir", "finetune.dataset"),
-        code=("data/fetch.py", "data/idx.py"),
+        params=("fetch.sources", "fetch.timeout_s", "fetch.local_dir", "fetch.url", "fetch.cifar10_sha256",
+                "finetune.dataset"),
+        code=("data/fetch.py", "data/idx.py", "data/fetch_cifar.py", "data/cifar.py"),
         runtime_min=15,
         cli="fetch",
     ),
@@ -124,7 +134,8 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/target/raw",),
         outputs=(Output("data/target/db", directory=True),),
         params=("build_db",),
-        code=("data/build_db.py", "data/idx.py", "data/datum.py"),
+        code=("data/build_db.py", "data/idx.py", "data/datum.py", "data/raw_images.py", "data/cifar.py",
+              "data/mean_image.py"),
         mem_mb=4000,
         cli="build-db",
     ),
@@ -135,7 +146,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/raw",),
         outputs=(Output("data/images", directory=True),),
         params=("export_images",),
-        code=("data/export_images.py", "data/idx.py"),
+        code=("data/export_images.py", "data/idx.py", "data/raw_images.py", "data/cifar.py"),
     ),
     Stage(
         name="bench_io",
@@ -152,7 +163,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         params=("bench_io",),
         code=("data/bench_io.py", "data/idx.py", "data/datum.py", "core/caffe_env.py", "core/figures.py",
-              "core/upstream.py"),
+              "core/upstream.py", "data/raw_images.py", "data/cifar.py"),
         runtime_min=30,
     ),
     Stage(
@@ -163,8 +174,8 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/db",),    # info.json: test_iter must cover the whole test set
         outputs=(Output("data/nets/{model}", directory=True),),
         params=("netgen", "train"),
-        code=("training/netgen.py", "training/models.py", "training/nets_folder.py", "core/caffe_env.py",
-              "data/datum.py", "core/upstream.py"),
+        code=("training/netgen.py", "training/models.py", "training/solver_settings.py", "training/nets_folder.py",
+              "core/caffe_env.py", "data/datum.py", "core/upstream.py", "data/mean_image.py"),
     ),
     Stage(
         name="train",
@@ -173,7 +184,7 @@ STAGES: tuple[Stage, ...] = (
         command=(
             "caffepipe train --params params.yaml --model {model} --nets data/nets/{model} --db data/db"
             " --out data/train/{model} --out-reproducibility reports/train/{model}/reproducibility.json"
-            " --threads {threads}"
+            " --out-live reports/train/{model}/live --threads {threads}"
         ),
         inputs=("data/nets/{model}", "data/db"),
         outputs=(
@@ -183,11 +194,16 @@ STAGES: tuple[Stage, ...] = (
             Output("data/train/{model}/caffe.log"),
             # whether the weights are bit-reproducible (the report says so when not), and the threads of each segment
             Output("reports/train/{model}/reproducibility.json", metric=True),
+            # DVCLive's series, written as it trains (training/live_metrics.py); kept like the snapshots, since a
+            # resumed run continues them. DVC: `dvc exp show` columns and `dvc plots show` curves, live.
+            Output("reports/train/{model}/live/metrics.json", metric=True, persist=True),
+            Output("reports/train/{model}/live/plots/metrics", directory=True, persist=True, plot=Plot(x="step")),
         ),
         params=("train",),
         code=("training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
               "training/random_state.py", "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
-              "training/initial_weights.py", "core/progress.py", "core/caffe_env.py", "data/datum.py"),
+              "training/initial_weights.py", "training/solver_settings.py", "training/live_metrics.py",
+              "training/parse_log.py", "core/progress.py", "core/caffe_env.py", "data/datum.py"),
         threads="train.threads",
         mem_mb=4000,
         runtime_min=120,
@@ -237,8 +253,9 @@ STAGES: tuple[Stage, ...] = (
               "data/idx.py", "training/netgen.py", "training/models.py", "training/parse_log.py",
               "training/train.py", "training/folder.py", "training/history.py", "training/inputs.py",
               "training/random_state.py", "training/nets_folder.py", "training/snapshots.py", "training/disk_space.py",
-              "training/initial_weights.py", "core/progress.py", "core/caffe_env.py", "core/upstream.py",
-              "data/datum.py"),
+              "training/initial_weights.py", "training/solver_settings.py", "training/live_metrics.py",
+              "core/progress.py", "core/caffe_env.py", "core/upstream.py", "data/datum.py", "data/mean_image.py",
+              "data/raw_images.py", "data/cifar.py"),
         threads="finetune.threads",
         mem_mb=4000,
         runtime_min=60,
@@ -260,8 +277,9 @@ STAGES: tuple[Stage, ...] = (
         ),
         params=("evaluate", "netgen.backend"),
         code=("evaluation/evaluate.py", "evaluation/eval_files.py", "evaluation/error_stats.py",
-              "training/models.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
-              "data/datum.py", "core/caffe_env.py", "core/progress.py"),
+              "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
+              "data/datum.py", "core/caffe_env.py", "core/progress.py", "training/input_transform.py",
+              "data/mean_image.py"),
         threads="evaluate.threads",
         mem_mb=4000,
         runtime_min=30,
@@ -279,10 +297,26 @@ STAGES: tuple[Stage, ...] = (
             Output("reports/analysis-metrics.json", metric=True),
         ),
         params=("analyze", MODELS_PARAM, "netgen.backend"),
-        code=("evaluation/analyze.py", "evaluation/error_stats.py", "evaluation/analyze_figures.py",
+        code=("evaluation/analyze.py", "evaluation/error_stats.py", "evaluation/analyze_figures.py", "evaluation/hard_images.py",
               "data/class_names.py", "evaluation/eval_files.py", "core/figures.py", "data/datum.py",
               "core/upstream.py"),
         mem_mb=4000,
+    ),
+    Stage(
+        name="cam",
+        summary="class activation maps of a global-average-pooling model: where it looked, right and wrong",
+        per_model=True,
+        command=(
+            "caffepipe cam --params params.yaml --model {model} --nets data/nets/{model}"
+            " --weights data/train/{model}/final.caffemodel --eval data/eval/{model} --db data/db"
+            " --out reports/cam/{model}"
+        ),
+        inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel", "data/eval/{model}", "data/db"),
+        outputs=(Output("reports/cam/{model}", directory=True),),
+        params=("cam", "netgen.backend"),
+        code=("evaluation/cam.py", "evaluation/cam_figures.py", "evaluation/eval_files.py", "evaluation/error_stats.py",
+              "training/models.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
+              "core/caffe_env.py", "core/figures.py", "data/datum.py"),
     ),
     Stage(
         name="time",
@@ -295,7 +329,7 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel"),
         outputs=(Output("reports/time/{model}", directory=True),),
         params=("time",),
-        code=("inspection/time.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
+        code=("inspection/time.py", "inspection/complexity.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
               "core/caffe_env.py", "data/datum.py", "core/figures.py"),
         threads="time.threads",
     ),
@@ -311,7 +345,8 @@ STAGES: tuple[Stage, ...] = (
         outputs=(Output("reports/visualize/{model}", directory=True),),
         params=("visualize",),
         code=("inspection/visualize.py", "training/models.py", "training/net_files.py", "training/nets_folder.py",
-              "training/snapshots.py", "core/caffe_env.py", "data/datum.py", "core/figures.py"),
+              "training/snapshots.py", "core/caffe_env.py", "data/datum.py", "core/figures.py",
+              "training/input_transform.py", "data/mean_image.py"),
     ),
     Stage(
         name="sobel",
@@ -322,7 +357,7 @@ STAGES: tuple[Stage, ...] = (
         params=("visualize",),
         code=("inspection/sobel.py", "inspection/visualize.py", "training/models.py", "training/net_files.py",
               "training/nets_folder.py", "training/snapshots.py", "core/caffe_env.py", "data/datum.py",
-              "core/figures.py"),
+              "core/figures.py", "training/input_transform.py", "data/mean_image.py"),
     ),
     Stage(
         name="predict",
@@ -341,15 +376,17 @@ STAGES: tuple[Stage, ...] = (
         ),
         params=("predict",),
         code=("inference/predict.py", "inference/images.py", "data/class_names.py", "core/caffe_env.py",
-              "core/upstream.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py"),
+              "core/upstream.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
+              "training/input_transform.py", "data/mean_image.py", "data/datum.py"),
     ),
     Stage(
         name="report",
         summary="render the self-contained HTML report of the whole run",
         command=(
             "caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train"
-            " --eval reports/eval --analysis reports/analysis --time reports/time --visualize reports/visualize"
-            " --sobel reports/sobel --finetune reports/finetune --out reports/index.html"
+            " --eval reports/eval --analysis reports/analysis --analysis-metrics reports/analysis-metrics.json"
+            " --time reports/time --visualize reports/visualize --sobel reports/sobel --finetune reports/finetune"
+            " --cam reports/cam --out reports/index.html"
         ),
         inputs=(
             "data/raw",
@@ -362,17 +399,21 @@ STAGES: tuple[Stage, ...] = (
             "reports/train/{models}/reproducibility.json",
             "reports/eval/{models}/metrics.json",
             "reports/analysis",
+            "reports/analysis-metrics.json",
             "reports/time/{models}",
             "reports/visualize/{models}",
             "reports/sobel",
             "reports/finetune/runs.csv",
             "reports/finetune/curves.csv",
             "reports/finetune/weight_change.csv",
+            "reports/cam/{models}",
         ),
         outputs=(Output("reports/index.html"),),
         params=("report", MODELS_PARAM),
-        code=("report/report.py", "report/templates/report.html.j2", "core/caffe_env.py", "data/class_names.py",
-              "data/idx.py", "core/figures.py", "core/upstream.py"),
+        code=("report/report.py", "report/summary.py", "report/baseline.py", "report/images.py", *REPORT_TEMPLATES,
+              "evaluation/error_stats.py", "core/caffe_env.py", "data/class_names.py", "data/idx.py",
+              "core/figures.py", "core/upstream.py", "report/zoo_section.py", "report/cam_section.py",
+              "data/raw_images.py", "data/cifar.py"),
     ),
 )
 

@@ -1,26 +1,40 @@
 """`caffepipe report`: one self-contained HTML page of the whole run, readable straight from disk.
 
     caffepipe report --params params.yaml --raw data/raw --bench reports/bench --train reports/train
-        --eval reports/eval --analysis reports/analysis --time reports/time --visualize reports/visualize
-        --sobel reports/sobel --out reports/index.html
+        --eval reports/eval --analysis reports/analysis --analysis-metrics reports/analysis-metrics.json
+        --time reports/time --visualize reports/visualize --sobel reports/sobel --finetune reports/finetune
+        --out reports/index.html
 
-Every figure is embedded as a base64 PNG data URI and the stylesheet is inline, so the file needs no server and
-no other file. The page is rendered from the Jinja2 template templates/report.html.j2 (in this package). Sections
-and where each one's numbers come from:
+Every figure is embedded as a base64 PNG data URI (re-encoded with a 256-colour palette, images.py), the
+stylesheet and the table of contents' few lines of script are inline, so the file needs no server and no other
+file; each figure links to its data file by a path relative to the page. The page is rendered from the Jinja2
+templates in templates/: report.html.j2 (layout, table of contents), macros.html.j2 (figure, table) and one
+partial per section, sections/<id>.html.j2. The sections, in page order, are the SECTIONS list below; the table
+of contents is built from it. To add a section: write a function `(ReportInputs) -> dict`, its partial (which
+sees that dict as `s`), and one Section line.
 
-- data: image counts and a sample grid, from the IDX files in --raw and their source.json (`caffepipe fetch`);
+Sections and where each one's numbers come from:
+
+- summary: per model, final accuracy with its 95% interval, errors, training time and it/s; the read benchmark's
+  headline ratios; the most-confused pair; the three findings most worth a look (summary.py), each number with
+  its change against the baseline (params report.baseline: a git revision, HEAD by default; baseline.py);
+- data: image counts and a sample grid, from the IDX files in --raw (`caffepipe fetch`);
 - read benchmark: io.csv, io.png and metrics.json from --bench (`caffepipe bench-io`);
-- training curves: <model>/train.csv and test.csv from --train (`caffepipe parse-log`), drawn here, and a
-  warning when a model's weights are not bit-reproducible: <model>/reproducibility.json from --train
-  (`caffepipe train`);
+- training curves: <model>/train.csv and test.csv from --train (`caffepipe parse-log`), drawn here over the
+  baseline's, and a warning when a model's weights are not bit-reproducible: <model>/reproducibility.json from
+  --train (`caffepipe train`);
 - model comparison: final test metrics (--eval, `caffepipe evaluate`), training metrics (--train) and timings;
-- error analyses: every figure and table listed in --analysis/summary.json (`caffepipe analyze`);
+- error analyses: every figure and table listed in --analysis/summary.json (`caffepipe analyze`), and
+  --analysis-metrics for the summary;
 - layer timings: --time/<model>/ (`caffepipe time`);
 - visualisations: --visualize/<model>/index.json (`caffepipe visualize`) and --sobel/index.json (`caffepipe sobel`);
 - fine-tuning: runs.csv, curves.csv and weight_change.csv from --finetune (`caffepipe finetune`);
-- run information: the params, tool versions, the git commit and the date.
+- the zoo and class activation maps: zoo_section.py and cam_section.py (--cam, `caffepipe cam`);
+- run information: the data's provenance (--raw/source.json), the baseline commit, the params, tool versions,
+  the git commit and its date.
 
-A missing input is an error naming the file and the stage that makes it; nothing is left out silently.
+A missing input is an error naming the file and the stage that makes it; nothing is left out silently. A
+missing baseline is not an error: the numbers then show no change.
 """
 from __future__ import annotations
 
@@ -31,32 +45,36 @@ import io
 import json
 import logging
 import math
+import os
 import platform
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jinja2
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
-from caffepipe.core import caffe_env
-
-from caffepipe.core import figures
-
-from caffepipe.data import idx
+from caffepipe.core import caffe_env, figures
 from caffepipe.core.atomic import write_text_atomic
-from caffepipe.data.class_names import class_names
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.core.upstream import read_json, require
+from caffepipe.data import raw_images
+from caffepipe.data.class_names import class_names
 from caffepipe.pipeline.params import add_params_argument, load_params
+from caffepipe.report import summary
+from caffepipe.report.baseline import Baseline, resolve_baseline
+from caffepipe.report.images import compact_png
+from caffepipe.report.cam_section import cam_section
+from caffepipe.report.zoo_section import zoo_section
 
 log = logging.getLogger(__name__)
 
 TEMPLATE = "report.html.j2"
 TABLE_ROWS = 12                   # rows of a long CSV shown in the page; the file has them all
+COLLAPSE_ROWS = 11                # a table with more rows than this starts folded (<details>): a class table does not
 SAMPLES_PER_CLASS = 10            # sample grid: this many training digits of each class
 RAW_SPLITS = {"train": "train", "test": "t10k"}
 PYTHON_PACKAGES = ("numpy", "pandas", "matplotlib", "seaborn", "protobuf", "lmdb", "plyvel", "dvc", "snakemake")
@@ -65,11 +83,20 @@ PYTHON_PACKAGES = ("numpy", "pandas", "matplotlib", "seaborn", "protobuf", "lmdb
 # ---------------------------------------------------------------------------------------------------------
 # What the template gets
 
+@dataclass(frozen=True)
+class DataLink:
+    """A figure's data file, as a path relative to the page (reports/index.html links reports/bench/io.csv as
+    bench/io.csv), so the link works wherever the workspace is, opened from disk."""
+    label: str
+    href: str
+
+
 @dataclass
 class Figure:
     src: str                      # a data: URI
     caption: str
     alt: str = ""
+    data: list[DataLink] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +106,40 @@ class Table:
     caption: str = ""
     note: str = ""                # e.g. "first 12 of 87 rows; the whole table: reports/analysis/errors_lenet.csv"
     numeric: list[bool] = field(default_factory=list)
+
+    @property
+    def collapsed(self) -> bool:
+        """Long tables start folded, so the page reads as its figures and headlines."""
+        return len(self.rows) > COLLAPSE_ROWS
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything a section may read: the command line's paths, the params, and the resolved baseline."""
+    params: dict[str, Any]
+    params_path: Path
+    raw: Path
+    bench: Path
+    train: Path
+    eval: Path
+    analysis: Path
+    analysis_metrics: Path
+    time: Path
+    visualize: Path
+    sobel: Path
+    finetune: Path
+    cam: Path
+    out: Path
+    baseline: Baseline
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.params["netgen"]["models"])
+
+    def link(self, path: Path, label: str | None = None) -> DataLink:
+        """A link from the page to `path` (relative to the page's folder, '/'-separated)."""
+        relative = os.path.relpath(Path(path).absolute(), self.out.absolute().parent)
+        return DataLink(label or Path(path).name, Path(relative).as_posix())
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -92,7 +153,8 @@ def read_csv(path: Path, stage: str) -> pd.DataFrame:
 
 
 def png_data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+    """A PNG as a data: URI, re-encoded with a palette first (images.py: the page's bytes are mostly figures)."""
+    return "data:image/png;base64," + base64.b64encode(compact_png(data)).decode("ascii")
 
 
 def embed_png(path: Path, stage: str) -> str:
@@ -185,12 +247,15 @@ def key_value_table(mapping: dict[str, Any], caption: str = "") -> Table:
 # ---------------------------------------------------------------------------------------------------------
 # Sections
 
-def data_section(raw: Path) -> dict[str, Any]:
-    """Counts per split and class, the source, and a grid of training digits of every class."""
+def data_section(inputs: ReportInputs) -> dict[str, Any]:
+    """Counts per split and class, and a grid of training digits of every class. (Where the data came from, with
+    its checksums, is under Run information.)"""
+    raw = inputs.raw
     labels, images = {}, {}
-    for split, prefix in RAW_SPLITS.items():
-        labels[split] = idx.read_idx(require(raw / f"{prefix}-labels-idx1-ubyte", "fetch"))
-        images[split] = idx.read_idx(require(raw / f"{prefix}-images-idx3-ubyte", "fetch"))
+    for split in RAW_SPLITS:
+        for path in raw_images.split_files(raw, split):
+            require(path, "fetch")
+        images[split], labels[split] = raw_images.load_split(raw, split)
     source = read_json(raw / "source.json", "fetch")
     classes = sorted(set(np.unique(labels["train"]).tolist()) | set(np.unique(labels["test"]).tolist()))
     names = class_names(source.get("dataset"), max(classes) + 1)
@@ -198,30 +263,34 @@ def data_section(raw: Path) -> dict[str, Any]:
     per_class = {split: [int(np.sum(labels[split] == label)) for label in classes] for split in RAW_SPLITS}
     counts = pd.DataFrame({"class": [*shown, "all"],
                            **{split: [*per_class[split], len(labels[split])] for split in RAW_SPLITS}})
-    height, width = images["train"].shape[1:]
+    channels, height, width = images["train"].shape[1:]
     return {
         "counts": frame_table(counts, "Images per class", max_rows=None),
         "totals": {split: len(labels[split]) for split in RAW_SPLITS},
-        "shape": f"{height}x{width}",
-        "source": key_value_table(source, "Where the data came from (source.json)"),
+        "shape": f"{height}x{width}" + (" RGB" if channels == 3 else ""),
         "grid": Figure(sample_grid(images["train"], labels["train"], classes, shown),
-                       f"The first {SAMPLES_PER_CLASS} training images of each class", "sample grid of training digits"),
+                       f"The first {SAMPLES_PER_CLASS} training images of each class", "sample grid of training digits",
+                       [inputs.link(path) for path in raw_images.split_files(raw, "train")]),
     }
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, classes: list[int], names: list[str]) -> str:
-    """One row per class, its first SAMPLES_PER_CLASS training digits, tiled into one image with thin gaps."""
-    height, width = images.shape[1:]
+    """One row per class, its first SAMPLES_PER_CLASS training images (N, C, H, W), tiled into one image with thin
+    white gaps: grey for one channel, colour for three."""
+    channels, height, width = images.shape[1:]
     gap = 2
-    grid = np.full((len(classes) * (height + gap) - gap, SAMPLES_PER_CLASS * (width + gap) - gap), np.nan)
+    grid = np.full((len(classes) * (height + gap) - gap, SAMPLES_PER_CLASS * (width + gap) - gap, channels), np.nan)
     for row, label in enumerate(classes):
         for column, index in enumerate(np.flatnonzero(labels == label)[:SAMPLES_PER_CLASS]):
             top, left = row * (height + gap), column * (width + gap)
-            grid[top:top + height, left:left + width] = images[index]
+            grid[top:top + height, left:left + width] = images[index].transpose(1, 2, 0)
     figures.apply_style()
     fig, ax = figures.plt.subplots(figsize=(SAMPLES_PER_CLASS * 0.55 + 0.6, len(classes) * 0.55 + 0.3), layout="constrained")
-    cmap = figures.plt.get_cmap("gray").with_extremes(bad="white")
-    ax.imshow(grid, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
+    if channels == 3:
+        ax.imshow(np.nan_to_num(grid, nan=255).astype(np.uint8), interpolation="nearest")
+    else:
+        cmap = figures.plt.get_cmap("gray").with_extremes(bad="white")
+        ax.imshow(grid[..., 0], cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
     ax.set_yticks([row * (height + gap) + height / 2 for row in range(len(classes))], names)
     ax.set_xticks([])
     ax.set_ylabel("class")
@@ -239,34 +308,59 @@ def log_tick_label(value: float, _position: int) -> str:
     return f"{value:g}" if mantissa in (1, 2, 5) else ""
 
 
-def bench_section(bench: Path) -> dict[str, Any]:
+def bench_section(inputs: ReportInputs) -> dict[str, Any]:
+    bench = inputs.bench
     frame = read_csv(bench / "io.csv", "bench-io")
     metrics = read_json(bench / "metrics.json", "bench-io")
     return {
-        "figure": Figure(embed_png(bench / "io.png", "bench-io"), "Read throughput of each storage format", "read benchmark"),
+        "figure": Figure(embed_png(bench / "io.png", "bench-io"), "Read throughput of each storage format", "read benchmark",
+                         [inputs.link(bench / "io.csv"), inputs.link(bench / "metrics.json")]),
         "table": frame_table(frame, "Every format and measurement (io.csv)", source=str(bench / "io.csv"), max_rows=None),
         "metrics": key_value_table(metrics, "Headline numbers (metrics.json)"),
     }
 
 
-def training_curves(train: Path, models: list[str]) -> dict[str, Any]:
-    """Train loss per display step; test loss and accuracy per test pass; every model on the same axes."""
-    curves = {}
-    for model in models:
-        train_frame = read_csv(train / model / "train.csv", "parse-log")
-        test_frame = read_csv(train / model / "test.csv", "parse-log")
-        for frame, name, columns in ((train_frame, "train.csv", ("iteration", "loss")),
-                                     (test_frame, "test.csv", ("iteration", "loss", "accuracy"))):
-            missing = [column for column in columns if column not in frame.columns]
-            if missing:
-                raise CaffepipeError(f"{train / model / name} has no column {', '.join(missing)}; re-run `caffepipe parse-log`")
-        curves[model] = (train_frame, test_frame)
+TRAIN_COLUMNS = ("iteration", "loss")
+TEST_COLUMNS = ("iteration", "loss", "accuracy")
+
+
+def read_curves(train: Path, model: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A model's train.csv and test.csv (parse-log), checked for the columns the figure draws."""
+    frames = []
+    for name, columns in (("train.csv", TRAIN_COLUMNS), ("test.csv", TEST_COLUMNS)):
+        frame = read_csv(train / model / name, "parse-log")
+        missing = [column for column in columns if column not in frame.columns]
+        if missing:
+            raise CaffepipeError(f"{train / model / name} has no column {', '.join(missing)}; re-run `caffepipe parse-log`")
+        frames.append(frame)
+    return frames[0], frames[1]
+
+
+def baseline_curves(inputs: ReportInputs, model: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """The baseline's train.csv and test.csv of a model, or None when it lacks either or their columns."""
+    frames = [inputs.baseline.read_csv(inputs.train / model / name) for name in ("train.csv", "test.csv")]
+    if any(frame is None for frame in frames):
+        return None
+    if not set(TRAIN_COLUMNS) <= set(frames[0].columns) or not set(TEST_COLUMNS) <= set(frames[1].columns):
+        return None
+    return frames[0], frames[1]
+
+
+def training_curves(inputs: ReportInputs) -> dict[str, Any]:
+    """Train loss per display step; test loss and accuracy per test pass; every model on the same axes, each
+    over its baseline's curves (dashed) when the baseline commit has them."""
+    curves = {model: read_curves(inputs.train, model) for model in inputs.models}
+    before = {model: baseline_curves(inputs, model) for model in inputs.models}
+    before = {model: frames for model, frames in before.items() if frames is not None}
     figures.apply_style()
     fig, axes = figures.plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained")
     panels = ((axes[0], 0, "loss", "train loss (each display step)"),
               (axes[1], 1, "loss", "test loss"),
               (axes[2], 1, "accuracy", "test accuracy"))
     for ax, which, column, title in panels:
+        for model, frames in before.items():
+            ax.plot(frames[which]["iteration"], frames[which][column], color=figures.model_color(model),
+                    label=f"{model}, baseline {inputs.baseline.short}", linestyle="--", linewidth=1.0, alpha=0.55)
         for model, frames in curves.items():
             frame = frames[which]
             ax.plot(frame["iteration"], frame[column], color=figures.model_color(model), label=model,
@@ -286,10 +380,15 @@ def training_curves(train: Path, models: list[str]) -> dict[str, Any]:
                              "last iteration": int(max(train_frame["iteration"].max(), test_frame["iteration"].max())),
                              "last train loss": float(train_frame["loss"].iloc[-1]),
                              "last test loss": float(last_test["loss"]), "last test accuracy": float(last_test["accuracy"])})
+    overlay = (f"; dashed: the same curves at the baseline commit {inputs.baseline.short}" if before else "")
+    links = [inputs.link(inputs.train / model / name, f"{model}/{name}") for model in inputs.models
+             for name in ("train.csv", "test.csv")]
     return {
         "figure": Figure(figure_data_uri(fig), "Training loss at every display step (log scale), and test loss and "
-                                               "accuracy at every test pass, from Caffe's log", "training curves"),
+                                               f"accuracy at every test pass, from Caffe's log{overlay}",
+                         "training curves", links),
         "table": frame_table(pd.DataFrame(summary_rows), "The last values of each curve", max_rows=None),
+        "not_reproducible": not_reproducible(inputs.train, inputs.models),
     }
 
 
@@ -297,9 +396,10 @@ def training_curves(train: Path, models: list[str]) -> dict[str, Any]:
 FINETUNE_MODES = {"last_layer": "#0173b2", "full": "#de8f05", "scratch": "#029e73"}
 
 
-def finetune_section(finetune: Path) -> dict[str, Any]:
+def finetune_section(inputs: ReportInputs) -> dict[str, Any]:
     """Accuracy against the number of target images per mode (log x), the smallest size's accuracy over
     iterations, every run, and how far each mode moved each source layer (`caffepipe finetune`)."""
+    finetune = inputs.finetune
     runs = read_csv(finetune / "runs.csv", "finetune")
     curves = read_csv(finetune / "curves.csv", "finetune")
     changes = read_csv(finetune / "weight_change.csv", "finetune")
@@ -322,7 +422,8 @@ def finetune_section(finetune: Path) -> dict[str, Any]:
     return {
         "figure": Figure(figure_data_uri(fig), "Test accuracy on the whole target test set against the number of target "
                                                "training images (log scale), one line per mode; and during training at "
-                                               "the smallest size", "fine-tuning"),
+                                               "the smallest size", "fine-tuning",
+                         [inputs.link(finetune / "runs.csv"), inputs.link(finetune / "curves.csv")]),
         "runs": frame_table(table, "Every run (runs.csv)", max_rows=None),
         "layers": frame_table(layers, "Relative change of each source layer, ||W − W_source|| / ||W_source|| "
                                       "(weight_change.csv): 0 means the layer was frozen", max_rows=None),
@@ -345,32 +446,44 @@ def not_reproducible(train: Path, models: list[str]) -> list[str]:
     return found
 
 
-def timing_section(time_dir: Path, models: list[str]) -> dict[str, Any]:
-    per_model, totals_rows, throughput_rows = [], [], []
+def timing_numbers(time_dir: Path, models: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """caffe time's whole-net averages and the deploy net's throughput, one row per model (and batch size)."""
+    totals_rows, throughput_rows = [], []
     for model in models:
-        folder = time_dir / model
-        layers = read_csv(folder / "layers.csv", "time")
-        totals = read_json(folder / "totals.json", "time")
-        throughput = read_json(folder / "throughput.json", "time")
-        per_model.append({
-            "model": model,
-            "figure": Figure(embed_png(folder / "layers.png", "time"),
-                             f"{model}: average forward and backward milliseconds of each layer over "
-                             f"{totals['iterations']} caffe time iterations (batch {totals['batch_size']})", f"{model} layer timings"),
-            "table": frame_table(layers, f"{model}: per-layer milliseconds (layers.csv)", max_rows=None),
-        })
+        totals = read_json(time_dir / model / "totals.json", "time")
+        throughput = read_json(time_dir / model / "throughput.json", "time")
         totals_rows.append({"model": model, "batch": totals["batch_size"], "iterations": totals["iterations"],
                             "threads": totals["threads"], "forward ms": totals["forward_ms"],
                             "backward ms": totals["backward_ms"], "forward-backward ms": totals["forward_backward_ms"]})
         for row in throughput["batch_sizes"]:
             throughput_rows.append({"model": model, "batch size": row["batch_size"], "ms per batch (median)": row["median_ms_per_batch"],
                                     "ms per image": row["ms_per_image"], "images/s": row["images_per_s"], "threads": throughput["threads"]})
+    return {"totals": totals_rows, "throughput": throughput_rows}
+
+
+def timing_section(inputs: ReportInputs) -> dict[str, Any]:
+    per_model = []
+    numbers = timing_numbers(inputs.time, inputs.models)
+    for model, totals in zip(inputs.models, numbers["totals"]):
+        folder = inputs.time / model
+        layers = read_csv(folder / "layers.csv", "time")
+        per_model.append({
+            "model": model,
+            "figure": Figure(embed_png(folder / "layers.png", "time"),
+                             f"{model}: average forward and backward milliseconds of each layer over "
+                             f"{totals['iterations']} caffe time iterations (batch {totals['batch']})", f"{model} layer timings",
+                             [inputs.link(folder / "layers.csv", f"{model}/layers.csv")]),
+            "table": frame_table(layers, f"{model}: per-layer milliseconds (layers.csv)", max_rows=None),
+        })
     return {
         "models": per_model,
-        "totals": frame_table(pd.DataFrame(totals_rows), "Whole-net averages per training batch (caffe time, CPU)", max_rows=None),
-        "throughput": frame_table(pd.DataFrame(throughput_rows), "Deploy-net inference throughput (pycaffe forward, trained weights, CPU)", max_rows=None),
-        "raw": {"totals": totals_rows, "throughput": throughput_rows},
+        "totals": frame_table(pd.DataFrame(numbers["totals"]), "Whole-net averages per training batch (caffe time, CPU)", max_rows=None),
+        "throughput": frame_table(pd.DataFrame(numbers["throughput"]), "Deploy-net inference throughput (pycaffe forward, trained weights, CPU)", max_rows=None),
     }
+
+
+def comparison_section(inputs: ReportInputs) -> dict[str, Any]:
+    return {"table": comparison_table(inputs.train, inputs.eval, inputs.models, timing_numbers(inputs.time, inputs.models))}
 
 
 def comparison_table(train: Path, eval_dir: Path, models: list[str], timing: dict[str, Any]) -> Table:
@@ -385,17 +498,31 @@ def comparison_table(train: Path, eval_dir: Path, models: list[str], timing: dic
             put(f"test (final snapshot): {key}", model, value)
         for key, value in flatten(read_json(train / model / "metrics.json", "parse-log")).items():
             put(f"training log: {key}", model, value)
-    for row in timing["raw"]["totals"]:
+    for row in timing["totals"]:
         put(f"caffe time: forward-backward ms (batch {row['batch']})", row["model"], row["forward-backward ms"])
-    for row in timing["raw"]["throughput"]:
+    for row in timing["throughput"]:
         put(f"deploy net: images/s at batch {row['batch size']}", row["model"], row["images/s"])
     rows = [[measure, *(format_value(values.get(model)) for model in models)] for measure, values in measures.items()]
     return Table(columns=["measure", *models], rows=rows, caption="The models side by side",
                  numeric=[False, *([True] * len(models))])
 
 
-def analysis_section(analysis: Path) -> dict[str, Any]:
-    """The figures and tables of summary.json, grouped by question, each with its headline."""
+def figure_tables(item: dict[str, Any], items: list[dict[str, Any]]) -> list[str]:
+    """The tables a figure of summary.json draws: the table of the same name (confused_pairs_lenet.png:
+    confused_pairs_lenet.csv), else every table of its question and model (errors_gallery_lenet.png:
+    errors_lenet.csv)."""
+    tables = [entry["path"] for entry in items if entry["kind"] == "table"]
+    same_name = str(Path(item["path"]).with_suffix(".csv"))
+    if same_name in tables:
+        return [same_name]
+    return [entry["path"] for entry in items if entry["kind"] == "table" and entry["question"] == item["question"]
+            and entry.get("model") == item.get("model")]
+
+
+def analysis_section(inputs: ReportInputs) -> dict[str, Any]:
+    """The figures and tables of summary.json, grouped by question (each a sub-section, id analysis-<key>), each
+    with its headline."""
+    analysis = inputs.analysis
     summary = read_json(analysis / "summary.json", "analyze")
     groups = []
     for key, question in summary["questions"].items():
@@ -405,14 +532,16 @@ def analysis_section(analysis: Path) -> dict[str, Any]:
             entry = {"model": item.get("model"), "caption": item["caption"], "headline": headline_text(item["headline"]),
                      "figure": None, "table": None}
             if item["kind"] == "figure":
-                entry["figure"] = Figure(embed_png(path, "analyze"), item["caption"], item["caption"])
+                links = [inputs.link(analysis / table) for table in figure_tables(item, summary["items"])]
+                entry["figure"] = Figure(embed_png(path, "analyze"), item["caption"], item["caption"], links)
             elif item["kind"] == "table":
                 entry["table"] = frame_table(read_csv(path, "analyze"), source=str(path))
             else:
                 raise CaffepipeError(f"{analysis / 'summary.json'}: item {item['path']} has unknown kind {item['kind']!r}")
             items.append(entry)
-        groups.append({"key": key, "question": question, "entries": items})
-    return {"groups": groups, "models": summary.get("models", [])}
+        groups.append({"id": f"analysis-{key}", "question": question, "entries": items})
+    return {"groups": groups, "models": summary.get("models", []),
+            "toc": [(group["id"], group["question"]) for group in groups]}
 
 
 def headline_text(headline: dict[str, Any]) -> str:
@@ -426,15 +555,19 @@ def headline_text(headline: dict[str, Any]) -> str:
     return f"{headline.get('label', '')}: {value}".strip(": ")
 
 
-def visualization_section(visualize: Path, sobel: Path, models: list[str]) -> dict[str, Any]:
+def visualization_section(inputs: ReportInputs) -> dict[str, Any]:
+    """Filters and feature maps (their data: the trained weights, which index.json names with each figure's layer)."""
+    visualize, sobel = inputs.visualize, inputs.sobel
     per_model = []
-    for model in models:
+    for model in inputs.models:
         index = read_json(visualize / model / "index.json", "visualize")
+        link = inputs.link(visualize / model / "index.json", f"{model}/index.json")
         per_model.append({"model": model, "figures": [
-            Figure(embed_png(visualize / model / entry["file"], "visualize"), entry["caption"], entry["caption"])
+            Figure(embed_png(visualize / model / entry["file"], "visualize"), entry["caption"], entry["caption"], [link])
             for entry in index["figures"]]})
     sobel_index = read_json(sobel / "index.json", "sobel")
-    sobel_figures = [Figure(embed_png(sobel / entry["file"], "sobel"), entry["caption"], entry["caption"])
+    sobel_link = inputs.link(sobel / "index.json", "sobel/index.json")
+    sobel_figures = [Figure(embed_png(sobel / entry["file"], "sobel"), entry["caption"], entry["caption"], [sobel_link])
                      for entry in sobel_index["figures"]]
     kernels = {name: "\n".join(" ".join(f"{value:>3g}" for value in row) for row in kernel)
                for name, kernel in sobel_index["kernels"].items()}
@@ -479,20 +612,117 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def run_information(params_path: Path) -> dict[str, Any]:
+def baseline_text(baseline: Baseline) -> str:
+    if baseline.commit:
+        return f"{baseline.commit} ({baseline.revision})"
+    return f"none: {baseline.reason}"
+
+
+def run_section(inputs: ReportInputs) -> dict[str, Any]:
+    """Where the data came from (source.json, with the files' SHA-256), the baseline, the params, tool versions,
+    the commit."""
     versions = {"python": platform.python_version(), "caffe": caffe_version()}
     versions.update({name: package_version(name) for name in PYTHON_PACKAGES})
+    source = read_json(inputs.raw / "source.json", "fetch")
     return {
-        "params_file": str(params_path),
-        "params_yaml": params_path.read_text(),         # as written, comments included; load_params checked it
+        "source": key_value_table(source, "Where the data came from (source.json)"),
+        "source_link": inputs.link(inputs.raw / "source.json"),
+        "params_file": str(inputs.params_path),
+        "params_yaml": inputs.params_path.read_text(),         # as written, comments included; load_params checked it
         "versions": Table(columns=["tool", "version"], rows=[[name, version] for name, version in versions.items()],
                           caption="Tool versions"),
         "commit": git_commit(),
         # The commit's date, not the clock's: the same inputs render the same bytes, so DVC sees no change
         # when either orchestrator renders the report again.
         "date": git_commit_date(),
+        "baseline": baseline_text(inputs.baseline),
         "platform": platform.platform(),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The summary: the first screen
+
+def top_pairs(analysis: Path) -> dict[str, str]:
+    """Per model, analyze's headline of its most-confused pair ("4/9: 11 errors (11.83% of all)")."""
+    found: dict[str, str] = {}
+    for item in read_json(analysis / "summary.json", "analyze")["items"]:
+        if item["question"] == "why" and item.get("model") and item["headline"].get("label") == "most confused pair":
+            found.setdefault(item["model"], headline_text(item["headline"]))
+    return found
+
+
+def slowest_layers(time_dir: Path, models: list[str]) -> dict[str, tuple[str, float]]:
+    """Per model, the layer with the most forward + backward milliseconds and its share of them all."""
+    slowest = {}
+    for model in models:
+        layers = read_csv(time_dir / model / "layers.csv", "time")
+        if not {"layer", "forward_ms", "backward_ms"} <= set(layers.columns) or layers.empty:
+            continue
+        total = layers["forward_ms"] + layers["backward_ms"]
+        if total.sum() > 0:
+            top = int(total.to_numpy().argmax())
+            slowest[model] = (str(layers["layer"].iloc[top]), float(total.iloc[top] / total.sum()))
+    return slowest
+
+
+def summary_section(inputs: ReportInputs) -> dict[str, Any]:
+    """Per model the headline numbers with their change against the baseline; the read benchmark's ratios; the
+    three things most worth a look (summary.py decides which)."""
+    base = inputs.baseline
+    runs, before = {}, {}
+    for model in inputs.models:
+        eval_path, train_path = inputs.eval / model / "metrics.json", inputs.train / model / "metrics.json"
+        runs[model] = summary.model_run(model, read_json(eval_path, "evaluate"), read_json(train_path, "parse-log"))
+        old_eval, old_train = base.read_json(eval_path), base.read_json(train_path)
+        if old_eval is not None or old_train is not None:
+            before[model] = summary.model_run(model, old_eval, old_train)
+    pairs = top_pairs(inputs.analysis)
+    bench_metrics = read_json(inputs.bench / "metrics.json", "bench-io")
+    analysis_metrics = read_json(inputs.analysis_metrics, "analyze")
+    findings = summary.Findings(
+        runs=runs, baseline_runs=before, not_reproducible=not_reproducible(inputs.train, inputs.models),
+        test_losses={model: read_curves(inputs.train, model)[1]["loss"].astype(float).tolist() for model in inputs.models},
+        analysis={model: analysis_metrics.get(model, {}) for model in inputs.models} if isinstance(analysis_metrics, dict) else {},
+        top_pairs=pairs, bench=bench_metrics if isinstance(bench_metrics, dict) else {},
+        finetune_runs=read_csv(inputs.finetune / "runs.csv", "finetune").to_dict("records"),
+        slowest_layers=slowest_layers(inputs.time, inputs.models))
+    return {
+        "models": [summary.model_summary(runs[model], before.get(model), pairs.get(model, "")) for model in inputs.models],
+        "ratios": summary.bench_ratios(bench_metrics, base.read_json(inputs.bench / "metrics.json")),
+        "highlights": summary.highlights(findings),
+        "baseline": inputs.baseline,
+        "compared": bool(before),
+        "links": [inputs.link(inputs.eval / model / "metrics.json", f"{model} evaluation") for model in inputs.models]
+                 + [inputs.link(inputs.train / model / "metrics.json", f"{model} training") for model in inputs.models],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The page: its sections in order (the table of contents is built from this list)
+
+@dataclass(frozen=True)
+class Section:
+    id: str                                           # the anchor, and the partial templates/sections/<id>.html.j2
+    title: str                                        # its heading and its entry in the table of contents
+    build: Callable[[ReportInputs], dict[str, Any]]   # the partial's data (`s` in it); "toc": [(id, title)] adds sub-entries
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("summary", "Summary", summary_section),
+    Section("data", "Data", data_section),
+    Section("bench", "Read benchmark", bench_section),
+    Section("training", "Training curves", training_curves),
+    Section("comparison", "Model comparison", comparison_section),
+    Section("zoo", "The zoo: every model side by side",
+            lambda inputs: zoo_section(inputs.models, inputs.train, inputs.eval, inputs.time, inputs.analysis)),
+    Section("cam", "Where it looked: class activation maps", lambda inputs: cam_section(inputs.cam, inputs.models)),
+    Section("analysis", "Error analyses", analysis_section),
+    Section("timing", "Layer timings", timing_section),
+    Section("visualizations", "Visualisations", visualization_section),
+    Section("finetune", "Fine-tuning", finetune_section),
+    Section("run", "Run information", run_section),
+)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -510,24 +740,25 @@ def render_report(context: dict[str, Any]) -> str:
     return template_environment().get_template(TEMPLATE).render(**context)
 
 
-def build_context(params: dict[str, Any], params_path: Path, raw: Path, bench: Path, train: Path, eval_dir: Path,
-                  analysis: Path, time_dir: Path, visualize: Path, sobel: Path, finetune: Path) -> dict[str, Any]:
-    models = list(params["netgen"]["models"])
-    timing = timing_section(time_dir, models)
-    return {
-        "title": params["report"]["title"],
-        "models": models,
-        "data": data_section(raw),
-        "bench": bench_section(bench),
-        "training": training_curves(train, models),
-        "not_reproducible": not_reproducible(train, models),
-        "comparison": comparison_table(train, eval_dir, models, timing),
-        "analysis": analysis_section(analysis),
-        "timing": timing,
-        "visualizations": visualization_section(visualize, sobel, models),
-        "finetune": finetune_section(finetune),
-        "run": run_information(params_path),
-    }
+def build_context(inputs: ReportInputs, sections: tuple[Section, ...] = SECTIONS) -> dict[str, Any]:
+    built = []
+    for section in sections:
+        log.info("section %s", section.id)
+        data = section.build(inputs)
+        built.append({"id": section.id, "title": section.title, "template": f"sections/{section.id}.html.j2",
+                      "data": data, "toc": data.get("toc", [])})
+    by_id = {section["id"]: section["data"] for section in built}
+    return {"title": inputs.params["report"]["title"], "models": inputs.models, "sections": built,
+            "run": by_id.get("run") or run_section(inputs)}
+
+
+def read_inputs(args: argparse.Namespace) -> ReportInputs:
+    params = load_params(args.params)
+    return ReportInputs(params=params, params_path=Path(args.params), raw=args.raw, bench=args.bench,
+                        train=args.train, eval=args.eval, analysis=args.analysis,
+                        analysis_metrics=args.analysis_metrics, time=args.time, visualize=args.visualize,
+                        sobel=args.sobel, finetune=args.finetune, cam=args.cam, out=args.out,
+                        baseline=resolve_baseline(params["report"]["baseline"], args.out.absolute().parent))
 
 
 def main(argv: list[str]) -> int:
@@ -539,14 +770,14 @@ def main(argv: list[str]) -> int:
                        ("eval", "evaluation metrics (evaluate)"),
                        ("analysis", "error analyses (analyze)"), ("time", "layer timings (time)"),
                        ("visualize", "visualisations (visualize)"), ("sobel", "Sobel figure (sobel)"),
-                       ("finetune", "fine-tuning tables (finetune)")):
+                       ("finetune", "fine-tuning tables (finetune)"), ("cam", "class activation maps (cam)")):
         parser.add_argument(f"--{name}", required=True, type=Path, help=f"folder of {what}")
+    parser.add_argument("--analysis-metrics", required=True, type=Path,
+                        help="analyze's headline numbers per model (reports/analysis-metrics.json)")
     parser.add_argument("--out", required=True, type=Path, help="the HTML file to write (reports/index.html)")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
-    context = build_context(params, Path(args.params), args.raw, args.bench, args.train, args.eval, args.analysis,
-                            args.time, args.visualize, args.sobel, args.finetune)
-    html = render_report(context)
+    inputs = read_inputs(args)
+    html = render_report(build_context(inputs))
     write_text_atomic(args.out, html)
-    log.info("wrote %s (%.1f MB)", args.out, len(html.encode()) / 1e6)
+    log.info("wrote %s (%.1f MB; baseline: %s)", args.out, len(html.encode()) / 1e6, baseline_text(inputs.baseline))
     return 0

@@ -19,7 +19,8 @@ size, one after the other, a training run (finetune_nets.py says what each mode 
     subsets/size-<N>/train_lmdb      the subset as its own LMDB (records copied byte for byte)
     <mode>-<N>/nets/                 the run's train, test and deploy nets and its solver (prototxt)
     <mode>-<N>/                      a `caffepipe train` folder: snapshots/, snapshots.json, final.caffemodel,
-                                     caffe.log (train.py)
+                                     caffe.log (train.py), and live/, the run's DVCLive series (live_metrics.py;
+                                     `dvc plots show data/finetune/runs/<mode>-<N>/live/plots/metrics`)
 --out-subsets                        {size: the chosen indices into the target's training database}
 --out-runs                           every run: mode, size, its folder, final weights and fingerprint
 --out-reports (reports/finetune/):
@@ -69,8 +70,9 @@ from caffepipe.training.finetune_nets import (
     plan_surgery,
 )
 from caffepipe.training.initial_weights import caffemodel_shapes
+from caffepipe.data.mean_image import MEAN_FILE
 from caffepipe.training.models import INPUT_SCALE
-from caffepipe.training.netgen import build_solver, read_test_count, test_iterations, to_prototxt
+from caffepipe.training.netgen import build_solver, read_db_info, read_test_count, subtracts_mean, test_iterations, to_prototxt
 from caffepipe.training.nets_folder import DEPLOY_NET_FILE, NET_FILES, SOLVER_FILE
 from caffepipe.training.parse_log import final_metrics, parse_caffe_log
 from caffepipe.training.train import TrainingRequest, train
@@ -78,6 +80,7 @@ from caffepipe.training.train import TrainingRequest, train
 log = logging.getLogger(__name__)
 
 # The solver keys of the finetune section, as train's section names them (train checks the solver against them).
+LIVE_FOLDER = "live"      # in each run's folder: its DVCLive series, kept with its snapshots (the runs folder persists)
 SOLVER_KEYS = ("base_lr", "momentum", "weight_decay", "lr_policy", "gamma", "power", "max_iter", "test_interval",
                "display", "snapshot_interval", "snapshot_iters", "random_seed")
 
@@ -238,6 +241,10 @@ class Sweep:
     def surgery(self, mode: str) -> Surgery:
         return plan_surgery(self.param_layers, mode, self.finetune["base_lr_mult"])
 
+    def mean_file(self) -> str | None:
+        """The target's mean image, which its nets subtract as netgen's do for the same dataset (CIFAR-10)."""
+        return str(self.db / MEAN_FILE) if subtracts_mean(read_db_info(self.db)) else None
+
     def run_folder(self, run: Run) -> Path:
         return self.out / run.name
 
@@ -249,7 +256,7 @@ class Sweep:
                              train=DataInput(str(db_path(subset_folder(self.out, run.size), "train", "lmdb")),
                                              self.finetune["batch_size"]),
                              test=DataInput(str(db_path(self.db, "test", "lmdb")), self.finetune["test_batch_size"]),
-                             input_scale=INPUT_SCALE)
+                             input_scale=INPUT_SCALE, mean_file=self.mean_file())
         values = solver_params(self.finetune, curve)
         write_run_nets(self.caffe_pb2, nets, values, test_iterations(test_count, self.finetune["test_batch_size"]),
                        curve, self.run_folder(run) / "nets")
@@ -261,7 +268,7 @@ class Sweep:
         weights = None if run.mode == "scratch" else self.source.weights
         request = TrainingRequest(model=run.name, nets=folder / "nets", db=self.db, out=folder, train_params=values,
                                   threads=self.threads, initial_weights=weights,
-                                  more_dbs=(subset_folder(self.out, run.size),))
+                                  more_dbs=(subset_folder(self.out, run.size),), live_dir=folder / LIVE_FOLDER)
         return train(request)
 
 

@@ -104,14 +104,22 @@ def _softmax_head(deploy: Any, path: Path) -> Any:
     return last
 
 
-def _body(caffe_pb2: Any, deploy: Any, surgery: Surgery, classes: int, blobs: dict[str, int]) -> list[Any]:
-    """The deploy net's layers between Input and Softmax, with the classifier renamed and the lr_mults set."""
+def _body(caffe_pb2: Any, deploy: Any, surgery: Surgery, classes: int, blobs: dict[str, int],
+          training: bool = False) -> list[Any]:
+    """The deploy net's layers between Input and Softmax, with the classifier renamed and the lr_mults set.
+
+    A deploy net's BatchNorm layers use their stored statistics (use_global_stats: true); in the train net
+    they normalise by each batch's, as netgen's train nets do (models.py), unless the mode freezes them
+    (last_layer): a frozen BatchNorm keeps the source's statistics, byte for byte like every frozen weight."""
     body = []
     for source in deploy.layer[:-1]:
         if source.type == "Input":
             continue
         layer = caffe_pb2.LayerParameter()
         layer.CopyFrom(source)
+        if layer.type == "BatchNorm":
+            learns = training and surgery.lr_scale.get(layer.name, DEFAULT_MULT) != 0
+            layer.batch_norm_param.use_global_stats = not learns
         if layer.name in surgery.lr_scale:
             _set_multipliers(layer, blobs[layer.name], surgery.lr_scale[layer.name])
         if layer.name == surgery.classifier:
@@ -160,8 +168,10 @@ class DataInput:
 
 
 def finetune_nets(caffe_pb2: Any, deploy: Any, deploy_path: Path, surgery: Surgery, classes: int,
-                  blobs: dict[str, int], train: DataInput, test: DataInput, input_scale: float) -> dict[str, Any]:
-    """{"train", "test", "deploy"}: NetParameters for one mode. `blobs` is each parameter layer's blob count."""
+                  blobs: dict[str, int], train: DataInput, test: DataInput, input_scale: float,
+                  mean_file: str | None = None) -> dict[str, Any]:
+    """{"train", "test", "deploy"}: NetParameters for one mode. `blobs` is each parameter layer's blob count; the
+    Data layers subtract `mean_file` (CIFAR-10's mean image), when given, before scaling by input_scale."""
     data_top = _input_layer(deploy, deploy_path).top[0]
     head = _softmax_head(deploy, deploy_path)
     logits = surgery.renamed if head.bottom[0] == surgery.classifier else head.bottom[0]
@@ -169,8 +179,8 @@ def finetune_nets(caffe_pb2: Any, deploy: Any, deploy_path: Path, surgery: Surge
     def net() -> Any:
         return caffe_pb2.NetParameter(name=deploy.name or "source")
 
-    def with_body(message: Any) -> Any:
-        for layer in _body(caffe_pb2, deploy, surgery, classes, blobs):
+    def with_body(message: Any, training: bool = False) -> Any:
+        for layer in _body(caffe_pb2, deploy, surgery, classes, blobs, training):
             message.layer.add().CopyFrom(layer)
         return message
 
@@ -180,10 +190,12 @@ def finetune_nets(caffe_pb2: Any, deploy: Any, deploy_path: Path, surgery: Surge
         layer.data_param.backend = caffe_pb2.DataParameter.LMDB
         layer.data_param.batch_size = data.batch_size
         layer.transform_param.scale = input_scale
+        if mean_file:
+            layer.transform_param.mean_file = mean_file
 
     train_net = net()
     data_layer(train_net, train)
-    with_body(train_net)
+    with_body(train_net, training=True)
     train_net.layer.add(name="loss", type="SoftmaxWithLoss", bottom=[logits, "label"], top=["loss"])
 
     test_net = net()

@@ -5,8 +5,16 @@
 Output folder (--out), written as a whole or not at all:
     train.prototxt   Data layer (the training DB, TRAIN batch) -> architecture -> SoftmaxWithLoss
     test.prototxt    Data layer (the test DB, TEST batch)      -> architecture -> Accuracy + SoftmaxWithLoss
-    deploy.prototxt  Input "data" (N,1,28,28), pixels already scaled by models.INPUT_SCALE -> architecture -> Softmax "prob"
-    solver.prototxt  the `train` section of params.yaml as a caffe_pb2.SolverParameter
+    deploy.prototxt  Input "data" (N,C,H,W), pixels already transformed as the Data layers do -> architecture -> Softmax "prob"
+    solver.prototxt  the `train` section of params.yaml, with the model's `train.overrides` entry applied
+                     (solver_settings.py), as a caffe_pb2.SolverParameter
+    mean.binaryproto (CIFAR-10 only) build-db's mean training image, which the Data layers subtract
+
+The input's shape (channels, height, width) is the database's, read from its info.json: 1x28x28 for MNIST and
+Fashion-MNIST, 3x32x32 for CIFAR-10, so every model of models.py runs on either. The Data layers scale pixels by
+models.INPUT_SCALE (Caffe's MNIST examples); for CIFAR-10 they first subtract the mean image, as Caffe's
+examples/cifar10 nets do (transform_param mean_file; Caffe computes (pixel - mean) * scale). The mean is copied
+into the nets' folder, so every stage that has the nets has the transform they were trained with.
 
 The nets are built with `caffe.net_spec` from the one architecture in models.py and the solver with
 `caffe_pb2.SolverParameter`: no prototxt is ever assembled from strings. Paths inside them (the databases,
@@ -28,9 +36,11 @@ from typing import Any
 from caffepipe.core.atomic import atomic_output
 from caffepipe.data.datum import db_path
 from caffepipe.core.errors import CaffepipeError
-from caffepipe.core.upstream import read_json
-from caffepipe.training.models import INPUT_SCALE, INPUT_SHAPE, architecture
+from caffepipe.core.upstream import read_json, require
+from caffepipe.data.mean_image import MEAN_FILE
+from caffepipe.training.models import INPUT_SCALE, architecture
 from caffepipe.training.nets_folder import NET_FILES, SOLVER_FILE
+from caffepipe.training.solver_settings import solver_settings
 from caffepipe.pipeline.params import add_params_argument, load_params
 
 log = logging.getLogger(__name__)
@@ -39,6 +49,8 @@ log = logging.getLogger(__name__)
 DEPLOY_BATCH = 64
 # Solver settings that are not in params.yaml: Caffe's lenet_solver.prototxt has them the same way.
 SOLVER_TYPE = "SGD"
+# Datasets whose nets subtract the mean image, as Caffe's own examples do (examples/cifar10: yes; examples/mnist: no).
+MEAN_SUBTRACTED_DATASETS = ("cifar10",)
 
 
 def test_iterations(test_count: int, batch_size: int) -> int:
@@ -48,29 +60,46 @@ def test_iterations(test_count: int, batch_size: int) -> int:
     return math.ceil(test_count / batch_size)
 
 
-def read_test_count(db_dir: Path) -> int:
-    info_path = db_dir / "info.json"       # netgen reads the test set's size from it
+def read_db_info(db_dir: Path) -> dict[str, Any]:
+    """build-db's info.json, checked to hold what netgen needs: the test set's size and the images' shape."""
+    info_path = db_dir / "info.json"
     info = read_json(info_path, "build-db")
-    count = info.get("test") if isinstance(info, dict) else None
-    if not isinstance(count, int):
-        raise CaffepipeError(f"{info_path} has no integer \"test\" count; rebuild the databases with `caffepipe build-db`")
-    return count
+    needed = ("test", "channels", "height", "width")
+    if not isinstance(info, dict) or not all(isinstance(info.get(key), int) for key in needed):
+        raise CaffepipeError(f"{info_path} lacks an integer {', '.join(needed)}; rebuild the databases with `caffepipe build-db`")
+    return info
+
+
+def read_test_count(db_dir: Path) -> int:
+    return read_db_info(db_dir)["test"]
+
+
+def input_shape(info: dict[str, Any]) -> tuple[int, int, int]:
+    return info["channels"], info["height"], info["width"]
+
+
+def subtracts_mean(info: dict[str, Any]) -> bool:
+    return info.get("dataset") in MEAN_SUBTRACTED_DATASETS
 
 
 def build_nets(caffe: Any, model: str, *, train_source: str, test_source: str, backend: str,
-               train_batch_size: int, test_batch_size: int) -> dict[str, Any]:
-    """The train, test and deploy NetParameters of one model: one architecture, three inputs and heads."""
+               train_batch_size: int, test_batch_size: int, shape: tuple[int, int, int] = (1, 28, 28),
+               mean_file: str | None = None) -> dict[str, Any]:
+    """The train, test and deploy NetParameters of one model: one architecture, three inputs and heads. The
+    inputs are images of `shape` (channels, height width), scaled by INPUT_SCALE after `mean_file` (if given)
+    is subtracted."""
     arch = architecture(model)
     L, P = caffe.layers, caffe.params
     backend_enum = {"lmdb": P.Data.LMDB, "leveldb": P.Data.LEVELDB}[backend]
+    transform = {"scale": INPUT_SCALE, **({"mean_file": mean_file} if mean_file else {})}
 
     def data_input(net: Any, source: str, batch_size: int) -> Any:
         net.data, net.label = L.Data(source=source, backend=backend_enum, batch_size=batch_size,
-                                     transform_param={"scale": INPUT_SCALE}, ntop=2)
+                                     transform_param=transform, ntop=2)
         return net.data
 
     train = caffe.NetSpec()
-    logits = arch.body(caffe, train, data_input(train, train_source, train_batch_size))
+    logits = arch.body(caffe, train, data_input(train, train_source, train_batch_size), train=True)
     train.loss = L.SoftmaxWithLoss(logits, train.label)
 
     test = caffe.NetSpec()
@@ -79,7 +108,7 @@ def build_nets(caffe: Any, model: str, *, train_source: str, test_source: str, b
     test.loss = L.SoftmaxWithLoss(logits, test.label)
 
     deploy = caffe.NetSpec()
-    deploy.data = L.Input(shape={"dim": [DEPLOY_BATCH, *INPUT_SHAPE]})
+    deploy.data = L.Input(shape={"dim": [DEPLOY_BATCH, *shape]})
     deploy.prob = L.Softmax(arch.body(caffe, deploy, deploy.data))
 
     nets = {"train": train.to_proto(), "test": test.to_proto(), "deploy": deploy.to_proto()}
@@ -119,14 +148,16 @@ def to_prototxt(message: Any) -> str:
 
 
 def generate(params: dict[str, Any], model: str, db_dir: Path, out_dir: Path) -> dict[str, str]:
-    """Build the four prototxt texts of one model ({file name: text}); pure apart from importing Caffe."""
+    """Build the four prototxt texts of one model ({file name: text}); pure apart from importing Caffe. The mean
+    file the nets name (CIFAR-10) is out_dir's copy, which main writes."""
     from caffepipe.core.caffe_env import import_caffe  # noqa: PLC0415
 
-    netgen_params, train_params = params["netgen"], params["train"]
+    netgen_params, train_params = params["netgen"], solver_settings(params["train"], model)
     if model not in netgen_params["models"]:
         raise CaffepipeError(f"model {model!r} is not in params netgen.models ({', '.join(netgen_params['models'])})")
     backend = netgen_params["backend"]
-    test_count = read_test_count(db_dir)
+    info = read_db_info(db_dir)
+    test_count = info["test"]
     test_iter = test_iterations(test_count, netgen_params["test_batch_size"])
     if test_count % netgen_params["test_batch_size"]:
         log.warning("%d test images are not a multiple of test_batch_size %d: each test pass reads %d images, "
@@ -141,7 +172,9 @@ def generate(params: dict[str, Any], model: str, db_dir: Path, out_dir: Path) ->
                       test_source=str(db_path(db_dir, "test", backend)),
                       backend=backend,
                       train_batch_size=netgen_params["train_batch_size"],
-                      test_batch_size=netgen_params["test_batch_size"])
+                      test_batch_size=netgen_params["test_batch_size"],
+                      shape=input_shape(info),
+                      mean_file=str(out_dir / MEAN_FILE) if subtracts_mean(info) else None)
     solver = build_solver(caffe_pb2, train_params,
                           train_net=str(out_dir / NET_FILES["train"]), test_net=str(out_dir / NET_FILES["test"]),
                           test_iter=test_iter, snapshot_prefix=model)
@@ -163,5 +196,7 @@ def main(argv: list[str]) -> int:
     with atomic_output(args.out, directory=True) as folder:
         for name, text in texts.items():
             (folder / name).write_text(text)
+        if subtracts_mean(read_db_info(args.db)):
+            (folder / MEAN_FILE).write_bytes(require(args.db / MEAN_FILE, "build-db").read_bytes())
     log.info("wrote %s (%s)", args.out, ", ".join(texts))
     return 0

@@ -11,7 +11,8 @@ test.csv, one row per tested iteration:
     as net<k>/<name>
 metrics.json (a DVC metric):
     {"iteration": <last tested iteration>, "seconds": <training seconds>,
-     "test": {<outputs of the last test, named as in test.csv>}, "train": {<last train row's losses and outputs>}}
+     "test": {<outputs of the last test, named as in test.csv>}, "train": {<last train row's losses and outputs>},
+     "peak_memory_mb": <the largest peak resident memory `caffepipe train` logged for a run, or null>}
 
 `seconds` is training time: from the start of each run ("Solving <net>") plus the seconds the earlier runs
 took to reach the iteration it resumed from; the hours between an interruption and the resume do not count.
@@ -55,6 +56,8 @@ SOLVING = re.compile(r"^Solving (?P<net>.*)$")
 TRAIN_ITERATION = re.compile(rf"^Iteration (?P<iteration>\d+)(?: \([^)]*\))?, loss = (?P<loss>{NUMBER})$")
 LEARNING_RATE = re.compile(rf"^Iteration (?P<iteration>\d+), lr = (?P<lr>{NUMBER})$")
 TEST_ITERATION = re.compile(r"^Iteration (?P<iteration>\d+), Testing net \(#(?P<net>\d+)\)$")
+# caffepipe train's own line at the end of each run (train.py, log_peak_memory)
+PEAK_MEMORY = re.compile(rf"^caffepipe train \S+: peak resident memory (?P<mb>{NUMBER}) MB")
 OUTPUT = re.compile(rf"^\s*(?P<kind>Train|Test) net output #(?P<index>\d+): (?P<name>\S+) = (?P<value>{NUMBER})")
 
 TRAIN_COLUMNS = ("iteration", "seconds", "learning_rate", "smoothed_loss")
@@ -73,6 +76,7 @@ class CaffeLog:
     test: list[dict[str, Any]]
     train_columns: list[str]
     test_columns: list[str]
+    peak_memory_mb: float | None = None     # the largest of the runs' (caffepipe train's marker lines)
 
 
 def test_column(net: int, name: str) -> str:
@@ -119,6 +123,7 @@ class _Parser:
     segment_pending: bool = False          # a run started; its first iteration not seen yet
     current_train: dict[str, dict[str, Any]] = field(default_factory=dict)   # per thread
     current_test: dict[str, tuple[dict[str, Any], int]] = field(default_factory=dict)  # per thread: row, net
+    peak_memory_mb: float | None = None
 
     def seconds(self, stamp: datetime.datetime) -> float:
         return round(self.segment_offset + (stamp - self.segment_start).total_seconds(), 6)
@@ -144,6 +149,8 @@ class _Parser:
     def feed(self, line: str) -> None:
         match = GLOG_LINE.match(line.rstrip("\r\n"))
         if not match:
+            if memory := PEAK_MEMORY.match(line):
+                self.peak_memory_mb = max(self.peak_memory_mb or 0.0, float(memory["mb"]))
             return
         stamp = self.clock.read(match["date"], match["time"])
         thread, message = match["thread"], match["message"]
@@ -187,7 +194,8 @@ class _Parser:
         # A display line with neither outputs nor a learning rate is Solve()'s closing summary, not a row.
         train = [{k: v for k, v in row.items() if k != "_complete"} for _, row in sorted(self.train.items()) if row["_complete"]]
         test = [row for _, row in sorted(self.test.items()) if len(row) > len(TEST_COLUMNS)]
-        return CaffeLog(train, test, [*TRAIN_COLUMNS, *self.train_outputs], [*TEST_COLUMNS, *self.test_outputs])
+        return CaffeLog(train, test, [*TRAIN_COLUMNS, *self.train_outputs], [*TEST_COLUMNS, *self.test_outputs],
+                        self.peak_memory_mb)
 
 
 def _add_output(row: dict[str, Any], name: str, value: float, columns: list[str], fixed: tuple[str, ...]) -> None:
@@ -218,6 +226,7 @@ def final_metrics(parsed: CaffeLog) -> dict[str, Any]:
         "seconds": seconds,
         "test": {key: value for key, value in last_test.items() if key not in TEST_COLUMNS},
         "train": {key: value for key, value in last_train.items() if key not in ("iteration", "seconds", "learning_rate")},
+        "peak_memory_mb": parsed.peak_memory_mb,
     }
 
 

@@ -2,7 +2,7 @@
 
     caffepipe train --params params.yaml --model lenet --nets data/nets/lenet --db data/db \\
         --out data/train/lenet [--out-reproducibility reports/train/lenet/reproducibility.json] \\
-        --threads 2 [--resume | --restart]
+        [--out-live reports/train/lenet/live] --threads 2 [--resume | --restart]
 
 Output folder (--out, e.g. data/train/lenet/):
     snapshots/                 <model>_iter_<N>.caffemodel + .solverstate at every scheduled iteration
@@ -24,6 +24,9 @@ Output folder (--out, e.g. data/train/lenet/):
     caffe.log                  every segment's log, in order (what `caffepipe parse-log` reads)
     archive/                   snapshots moved aside, never deleted: archive/<fingerprint>/ when the nets, the
                                solver or the data changed; archive/corrupt-<time>/ for damaged files
+--out-live (e.g. reports/train/lenet/live/): the training's DVCLive series (train loss, test outputs, learning
+    rate, it/s by iteration), written as it trains and continued, without gaps or repeats, by a resumed run
+    (live_metrics.py). Like snapshots/, the orchestrators never delete it (DVC: persist).
 
 Why pycaffe's solver, in this process, rather than the `caffe train` binary:
 - Snapshots at an explicit list of iterations: the binary only snapshots every `snapshot` iterations. Here a
@@ -78,6 +81,7 @@ import faulthandler
 import json
 import logging
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -111,6 +115,7 @@ from caffepipe.training.folder import (
     write_state,
 )
 from caffepipe.training.initial_weights import caffemodel_shapes, check_transferable
+from caffepipe.training.live_metrics import TrainingSeries, ensure_complete
 from caffepipe.training.history import Segment, SnapshotRecord, reproducibility
 from caffepipe.training.random_state import iteration_seed, layers_verdict
 from caffepipe.training.inputs import (
@@ -122,6 +127,7 @@ from caffepipe.training.inputs import (
     load_nets,
 )
 from caffepipe.training.nets_folder import SOLVER_FILE, TEST_NET_FILE, TRAIN_NET_FILE
+from caffepipe.training.solver_settings import solver_settings
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +222,13 @@ def log_marker(text: str) -> None:
     os.write(2, f"caffepipe train {stamp}: {text}\n".encode())
 
 
+def log_peak_memory() -> None:
+    """The process's peak resident memory so far, as a marker line parse-log reads into its metrics
+    (peak_memory_mb). Linux's ru_maxrss is in KiB; it covers the whole run: Caffe's nets, their buffers and
+    the Python side."""
+    log_marker(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f} MB")
+
+
 # ---- training ------------------------------------------------------------------------------------------------
 
 class StopTraining(Exception):
@@ -235,11 +248,12 @@ class Session:
 
     def __init__(self, caffe_pb2: Any, folder: TrainingFolder, plan: Plan, solver: Any, progress: Any,
                  snapshot_iterations: set[int], on_snapshot: Callable[[int, str], None],
-                 reseed: Callable[[int], None]) -> None:
+                 reseed: Callable[[int], None], series: TrainingSeries | None = None) -> None:
         self.caffe_pb2, self.folder, self.plan, self.solver, self.progress = caffe_pb2, folder, plan, solver, progress
         self.reseed = reseed                    # (iteration): Caffe's generator for that iteration (random_state.py)
         self.snapshot_iterations = snapshot_iterations
         self.on_snapshot = on_snapshot          # (iteration, sha256 of its .solverstate), before it is in place
+        self.series = series                    # the DVCLive series, when kept
         net = solver.net  # pycaffe makes a new wrapper (and blob dict) on each access: keep one
         self.loss_blob = net.blobs[net.outputs[0]]
         self.snapshot_bytes = snapshot_bytes(net_param_shapes(net))
@@ -266,6 +280,8 @@ class Session:
         """Caffe calls this at the start of every iteration (after that iteration's test, if any)."""
         iteration = self.solver.iter
         self.reseed(iteration)   # before the iteration's forward pass draws its Dropout masks
+        if self.series is not None:
+            self.series.after_test(iteration)
         if iteration > self.plan.start:
             self.iterated = True
             now = time.monotonic()
@@ -281,12 +297,17 @@ class Session:
                 self.snapshot(iteration)
             raise StopTraining(iteration, self.stop_signal)
 
+    def on_gradients_ready(self) -> None:
+        """Caffe calls this after an iteration's forward and backward pass (and its display lines), before the update."""
+        if self.series is not None:
+            self.series.after_forward(self.solver.iter)
+
     def run(self) -> StopTraining | None:
         """Train; returns None when max_iter was reached, else where and by which signal training stopped."""
         if self.plan.start == self.plan.max_iter:
             self.ensure_room(self.plan.max_iter)   # only the final test and snapshot: no callback runs
         previous = {signum: signal.signal(signum, self.request_stop) for signum in STOP_SIGNALS}
-        self.solver.add_callback(self.on_start, lambda: None)
+        self.solver.add_callback(self.on_start, self.on_gradients_ready)
         try:
             self.solver.solve()
         except StopTraining as stop:
@@ -297,6 +318,8 @@ class Session:
         # Solve() ended at max_iter and, its snapshot interval being 0, wrote the max_iter snapshot.
         promote_snapshot(self.caffe_pb2, self.folder, self.plan.max_iter,
                          lambda digest: self.on_snapshot(self.plan.max_iter, digest))
+        if self.series is not None:
+            self.series.after_solve(self.plan.max_iter)   # Solve()'s final test runs after the last callback
         self.progress.update(to=self.plan.max_iter, **({"loss": float(self.loss_blob.data)} if self.iterated else {}))
         return None
 
@@ -388,6 +411,7 @@ class TrainingRequest:
     resume: bool = False        # fail if there is nothing to resume
     restart: bool = False       # archive the snapshots and start from scratch
     reproducibility_out: Path | None = None     # where to write the bit-reproducibility verdict too
+    live_dir: Path | None = None                # where to keep the DVCLive series (live_metrics.py)
     # Fine-tuning (finetune.py): weights copied by layer name into the net on a fresh start, never on a resume
     # (the snapshot has them); part of the fingerprint. And further folders the nets may read databases from.
     initial_weights: Path | None = None
@@ -451,7 +475,7 @@ def train(request: TrainingRequest) -> int:
                     caffe.set_random_seed(iteration_seed(seed, iteration))
 
                 stopped = _train_segment(caffe_pb2, folder, state, segment, plan, nets, solver, scheduled, terminal, Progress,
-                                         reseed, request.initial_weights)
+                                         reseed, request.initial_weights, request.live_dir)
         if stopped is not None:
             log.warning("stopped by signal %d; the snapshots are kept: run the same command again to resume", stopped)
             return 128 + stopped
@@ -459,6 +483,8 @@ def train(request: TrainingRequest) -> int:
             log.info("all %d scheduled snapshots of %s are there (fingerprint %s): nothing to train",
                      len(scheduled), request.model, state.fingerprint[:12])
             warn_of_settings_not_applied(state.segments, nets.solver)
+            if request.live_dir is not None:
+                ensure_complete(request.live_dir, folder.segment_logs())
         # Every scheduled snapshot now exists: those up to plan.start were there, the segment made the rest.
         shutil.rmtree(folder.staging)
         write_outputs(folder, request.model, max_iter, state, scheduled, request.reproducibility_out, nets)
@@ -521,7 +547,8 @@ def warn_of_settings_not_applied(segments: list[Segment], solver: Any) -> None:
 
 def _train_segment(caffe_pb2: Any, folder: TrainingFolder, state: TrainingState, segment: Segment, plan: Plan,
                    nets: NetFiles, solver: Any, scheduled: list[int], terminal: TextIO, progress_type: Any,
-                   reseed: Callable[[int], None], initial_weights: Path | None = None) -> int | None:
+                   reseed: Callable[[int], None], initial_weights: Path | None = None,
+                   live_dir: Path | None = None) -> int | None:
     """Run one segment: record it in the folder's state, restore and replay if it resumes (else copy in the
     initial weights, if any), and train to max_iter, recording every snapshot it takes. Returns the signal
     that stopped it, if one did."""
@@ -544,12 +571,18 @@ def _train_segment(caffe_pb2: Any, folder: TrainingFolder, state: TrainingState,
     else:
         log_marker(f"segment starts {model} from scratch, {segment.threads} BLAS threads")
         log.info("training %s from scratch to iteration %d", model, plan.max_iter)
+    series = None
+    if live_dir is not None:
+        segment_log = folder.logs / segment.log
+        series = TrainingSeries(live_dir, solver, nets.solver, plan.start, segment_log,
+                                earlier_logs=[path for path in folder.segment_logs() if path != segment_log])
     with progress_type(total=plan.max_iter, initial=plan.start, desc=f"train {model}", unit="it",
                        stream=terminal) as progress:
         session = Session(caffe_pb2, folder, plan, solver, progress, set(scheduled) - {plan.max_iter},
                           on_snapshot=lambda iteration, digest: record_snapshot(folder, state, iteration, segment, resumed, digest),
-                          reseed=reseed)
+                          reseed=reseed, series=series)
         stop = session.run()
+    log_peak_memory()
     if stop is not None:
         log_marker(f"stopped by signal {stop.signum} at iteration {stop.iteration}")
         return stop.signum
@@ -568,6 +601,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--db", required=True, type=Path, help="the databases folder the nets read (data/db)")
     parser.add_argument("--out", required=True, type=Path, help="the training folder (data/train/<model>)")
     parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: params train.threads)")
+    parser.add_argument("--out-live", type=Path, default=None,
+                        help="keep the training's DVCLive series here, written as it trains (reports/train/<model>/live: "
+                             "metrics.json, a DVC metric, and plots/metrics/, DVC plots)")
     parser.add_argument("--out-reproducibility", type=Path, default=None,
                         help="also write here whether the weights are bit-reproducible, and the BLAS threads of each "
                              "segment that trained them (reports/train/<model>/reproducibility.json, a DVC metric the "
@@ -584,8 +620,9 @@ def main(argv: list[str]) -> int:
     if threads < 1:
         raise CaffepipeError(f"--threads must be at least 1, not {threads}")
     request = TrainingRequest(model=args.model, nets=args.nets, db=args.db, out=args.out,
-                              train_params=params["train"], threads=threads, resume=args.resume, restart=args.restart,
-                              reproducibility_out=args.out_reproducibility)
+                              train_params=solver_settings(params["train"], args.model), threads=threads,
+                              resume=args.resume, restart=args.restart, reproducibility_out=args.out_reproducibility,
+                              live_dir=args.out_live)
     try:
         return train(request)
     except OSError as error:
