@@ -13,8 +13,18 @@ def test_a_caffe_root_without_caffe_is_a_clear_error(tmp_path, monkeypatch) -> N
 
 
 def test_blas_threads_are_capped_for_every_blas() -> None:
-    assert caffe_env.blas_environment(3) == {"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}
+    three = caffe_env.blas_environment(3)
+    assert {key: three[key] for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")} == \
+        {"OPENBLAS_NUM_THREADS": "3", "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}
     assert caffe_env.blas_environment(0)["OPENBLAS_NUM_THREADS"] == "1"
+
+
+def test_mkl_runs_reproducibly_with_exactly_the_threads_asked() -> None:
+    assert caffe_env.blas_environment(2)["MKL_THREADING_LAYER"] == "GNU"   # the layer the build ships
+    assert caffe_env.blas_environment(1)["MKL_THREADING_LAYER"] == "SEQUENTIAL"
+    for threads in (1, 2):
+        assert caffe_env.blas_environment(threads)["MKL_DYNAMIC"] == "FALSE"
+        assert caffe_env.blas_environment(threads)["MKL_CBWR"] == "AUTO"
 
 
 def test_doctor_reports_every_broken_piece_and_exits_non_zero(tmp_path, monkeypatch, capsys) -> None:

@@ -56,9 +56,22 @@ def pycaffe_dir() -> Path:
 
 
 def blas_environment(threads: int) -> dict[str, str]:
-    """Variables that cap BLAS threads; they must be set before Caffe (and OpenBLAS) is loaded."""
-    value = str(max(1, int(threads)))
-    return {"OPENBLAS_NUM_THREADS": value, "OMP_NUM_THREADS": value, "MKL_NUM_THREADS": value}
+    """Variables that set Caffe's BLAS (OpenBLAS or Intel MKL, envs/build_caffe.sh) to `threads` threads; they
+    must be set before Caffe is loaded.
+
+    For MKL, also: its GNU OpenMP threading layer (the build ships that one, not Intel's OpenMP runtime), or
+    none for one thread; MKL_DYNAMIC off, or MKL may use fewer threads than asked when the machine is busy,
+    which splits its sums differently; conditional numerical reproducibility (MKL_CBWR), so that two
+    runs with the same thread count give bit-identical results whatever the memory alignment; and OpenMP
+    threads that sleep rather than spin between parallel regions: on two cores shared with other jobs, a
+    spinning thread takes the core the thread it waits for needs (passive waiting cost nothing measurable
+    on a quiet machine, envs/caffe/README.md).
+    """
+    count = max(1, int(threads))
+    value = str(count)
+    return {"OPENBLAS_NUM_THREADS": value, "OMP_NUM_THREADS": value, "MKL_NUM_THREADS": value,
+            "MKL_THREADING_LAYER": "GNU" if count > 1 else "SEQUENTIAL", "MKL_DYNAMIC": "FALSE", "MKL_CBWR": "AUTO",
+            "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def caffe_subprocess_env(threads: int | None = None) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -87,16 +88,33 @@ def check_leveldb() -> Finding:
                                     f"Caffe links {_linked_library(library, 'libleveldb')}")
 
 
-def check_openblas() -> Finding:
+def check_blas() -> Finding:
+    """The BLAS libcaffe links, its version and the threads it would use: Intel MKL (envs/build_caffe.sh's
+    default on x86-64) or OpenBLAS."""
     library = caffe_env.caffe_root() / "lib" / "libcaffe.so"
-    path = _linked_library(library, "libopenblas")
-    if path == "not linked":
-        return Finding("openblas", False, f"{library} is not linked against OpenBLAS", SETUP_FIX)
-    blas = ctypes.CDLL(path)
+    mkl = _linked_library(library, "libmkl_rt")
+    if mkl != "not linked":
+        return _mkl_finding(mkl)
+    openblas = _linked_library(library, "libopenblas")
+    if openblas == "not linked":
+        return Finding("blas", False, f"{library} links neither Intel MKL nor OpenBLAS", SETUP_FIX)
+    blas = ctypes.CDLL(openblas)
     blas.openblas_get_config.restype = ctypes.c_char_p
     config = blas.openblas_get_config().decode()
     threads = blas.openblas_get_num_threads()
-    return Finding("openblas", True, f"{config.strip()}; {threads} threads (set OPENBLAS_NUM_THREADS to change); at {path}")
+    return Finding("blas", True, f"OpenBLAS {config.strip()}; {threads} threads (set OPENBLAS_NUM_THREADS to change); at {openblas}")
+
+
+def _mkl_finding(path: str) -> Finding:
+    # MKL reads its threading layer when first called; caffepipe sets it for every Caffe it runs
+    # (caffe_env.blas_environment), and the default, Intel's OpenMP runtime, is not shipped with the build.
+    os.environ.setdefault("MKL_THREADING_LAYER", "GNU")
+    mkl = ctypes.CDLL(path)
+    text = ctypes.create_string_buffer(256)
+    mkl.mkl_get_version_string(text, len(text))
+    threads = mkl.mkl_get_max_threads()
+    return Finding("blas", True, f"{text.value.decode().strip()}; {threads} threads, {os.environ['MKL_THREADING_LAYER']} "
+                                 f"threading layer (caffepipe sets MKL_NUM_THREADS per stage); at {path}")
 
 
 def _python_tool(distribution: str, command: str) -> Finding:
@@ -131,7 +149,7 @@ def check_graphviz() -> Finding:
 
 
 CHECKS: tuple[Callable[[], Finding], ...] = (
-    check_caffe_binary, check_pycaffe, check_protobuf, check_lmdb, check_leveldb, check_openblas,
+    check_caffe_binary, check_pycaffe, check_protobuf, check_lmdb, check_leveldb, check_blas,
     check_dvc, check_snakemake, check_npm, check_graphviz,
 )
 
