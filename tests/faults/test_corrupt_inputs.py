@@ -138,6 +138,7 @@ FAULTS = (
     Fault("weight_stats", garbage_text, "data/nets/{model}/deploy.prototxt"),
     Fault("weight_stats", broken_json, "data/train/{model}/snapshots.json"),
     Fault("weight_stats", truncated, "data/db/test_lmdb/data.mdb", names="data/db/test_lmdb"),
+    Fault("cam", garbage_text, "data/nets/{model}/deploy.prototxt"),
     Fault("sobel", truncated, "data/db/test_lmdb/data.mdb", names="data/db/test_lmdb"),
     Fault("predict", truncated, "data/train/{model}/final.caffemodel"),
     Fault("predict", broken_json, "data/images/manifest.json"),
