@@ -90,7 +90,7 @@ def test_stale_nets_are_refused(tmp_path: Path) -> None:
 
 def test_every_solver_key_of_params_is_checked_against_the_solver() -> None:
     """A train key that netgen puts in the solver must be compared by train, or stale nets would slip through."""
-    not_in_solver = {"snapshot_iters", "threads"}
+    not_in_solver = {"snapshot_iters", "threads", "overrides"}   # overrides: merged into the keys (solver_settings.py)
     assert set(training_inputs.SOLVER_FIELDS_FROM_PARAMS) == set(tiny_params()["train"]) - not_in_solver
     solver = netgen.build_solver(caffe_pb2, tiny_params()["train"], train_net="", test_net="", test_iter=1, snapshot_prefix="x")
     for key, field in training_inputs.SOLVER_FIELDS_FROM_PARAMS.items():
