@@ -158,8 +158,13 @@ def slurm_run(cluster: None, local_run: LocalRun, tmp_path_factory: pytest.TempP
         # snakemake-executor-plugin-slurm 2.8.0 does not know sacct's state "CANCELLED by <uid>" (it knows
         # "CANCELLED") and would wait for the job forever; the user stops it (Ctrl-C), as here.
         first.send_signal(signal.SIGINT)
-        # Snakemake then waits for its running jobs' status before it exits: on a busy machine that took over 120 s
-        first_output, _ = first.communicate(timeout=400)
+        # Snakemake then waits for its running jobs' status before it exits; on a busy machine it may not exit at
+        # all (the plugin polls the unknown state): the user then kills it, as here after 120 s.
+        try:
+            first_output, _ = first.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            first.kill()
+            first_output, _ = first.communicate()
     finally:
         if first.poll() is None:
             first.kill()
