@@ -127,3 +127,20 @@ def test_generate_writes_parseable_prototxt_with_the_db_paths(tmp_path: Path) ->
     solver = text_format.Parse(texts["solver.prototxt"], caffe_pb2.SolverParameter())
     assert list(solver.test_iter) == [4] and solver.max_iter == 40
     assert solver.train_net == str(tmp_path / "nets" / "train.prototxt")
+
+
+def test_random_shift_trains_on_crops_of_the_padded_images_and_tests_on_the_plain_ones(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    db.mkdir()
+    (db / "info.json").write_text(json.dumps({"train": 640, "test": 200, "channels": 1, "height": 28, "width": 28,
+                                              "train_pad": 2}))
+    params = tiny_params(netgen={"models": ["lenet", "gapnet"], "random_shift": ["gapnet"]})
+    parse = lambda text: text_format.Parse(text, caffe_pb2.NetParameter())  # noqa: E731
+    shifted = netgen.generate(params, "gapnet", db, tmp_path / "nets")
+    train, test = parse(shifted["train.prototxt"]).layer[0], parse(shifted["test.prototxt"]).layer[0]
+    assert train.data_param.source == str(db_path(db, "train_padded", "lmdb"))
+    assert train.transform_param.crop_size == 28
+    assert test.data_param.source == str(db_path(db, "test", "lmdb")) and not test.transform_param.crop_size
+    assert list(parse(shifted["deploy.prototxt"]).layer[0].input_param.shape[0].dim)[1:] == [1, 28, 28]
+    plain = parse(netgen.generate(params, "lenet", db, tmp_path / "nets")["train.prototxt"]).layer[0]
+    assert plain.data_param.source == str(db_path(db, "train", "lmdb")) and not plain.transform_param.crop_size

@@ -60,3 +60,18 @@ def test_two_builds_are_byte_identical_file_for_file(synthetic_raw, tmp_path) ->
     first = folder_bytes(tmp_path / "first")
     assert first == folder_bytes(tmp_path / "second")
     assert not {name.rsplit("/", 1)[-1] for name in first} & {"LOG", "LOG.old", "lock.mdb"}
+
+
+@pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
+def test_the_padded_training_database_holds_the_same_images_with_a_black_border(synthetic_raw, tmp_path, backend) -> None:
+    info = build_databases(synthetic_raw, tmp_path / "db", [backend], {"train": None, "test": None}, train_pad=2)
+    images, labels = read_db(db_path(tmp_path / "db", "train_padded", backend), backend)
+    plain, plain_labels = read_db(db_path(tmp_path / "db", "train", backend), backend)
+    assert images.shape[2:] == (32, 32) and info["train_pad"] == 2
+    np.testing.assert_array_equal(images[:, :, 2:-2, 2:-2], plain)
+    np.testing.assert_array_equal(labels, plain_labels)
+    border = images.copy()
+    border[:, :, 2:-2, 2:-2] = 0
+    assert not border.any()
+    build_databases(synthetic_raw, tmp_path / "db0", [backend], {"train": None, "test": None})
+    assert not db_path(tmp_path / "db0", "train_padded", backend).exists()

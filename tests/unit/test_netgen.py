@@ -50,3 +50,15 @@ def test_the_input_shape_and_mean_come_from_the_database(tmp_path: Path) -> None
     (tmp_path / "info.json").write_text(json.dumps({"test": 10}))          # no shape: rebuild, never a guess
     with pytest.raises(CaffepipeError, match="lacks an integer test, channels, height, width; rebuild"):
         netgen.read_db_info(tmp_path)
+
+
+def test_random_shift_needs_the_padded_database_and_plain_square_images(tmp_path: Path) -> None:
+    params = tiny_params(netgen={"models": ["gapnet"], "random_shift": ["gapnet"]})
+    mnist = {"train": 640, "test": 200, "channels": 1, "height": 28, "width": 28, "dataset": "mnist"}
+    (tmp_path / "info.json").write_text(json.dumps({**mnist, "train_pad": 0}))
+    with pytest.raises(CaffepipeError, match="set params build_db.train_pad"):
+        netgen.generate(params, "gapnet", tmp_path, tmp_path / "nets")
+    (tmp_path / "info.json").write_text(json.dumps({**mnist, "train_pad": 2, "channels": 3, "height": 32, "width": 32,
+                                                    "dataset": "cifar10"}))
+    with pytest.raises(CaffepipeError, match="without a mean image"):
+        netgen.generate(params, "gapnet", tmp_path, tmp_path / "nets")

@@ -23,14 +23,17 @@ import numpy as np
 from caffepipe.core.errors import CaffepipeError
 
 SPLITS = ("train", "test")
+# The training images with a zero border (build_db.train_pad), for the nets that train on random shifts of them
+# (netgen.random_shift): the same records, keys and order as "train", only larger.
+PADDED_TRAIN = "train_padded"
 T = TypeVar("T")
 BACKENDS = ("lmdb", "leveldb")
 
 
 def db_path(db_dir: str | Path, split: str, backend: str) -> Path:
     """Where build-db puts one split in one backend: <db_dir>/<split>_<backend> (data/db/train_lmdb, ...)."""
-    if split not in SPLITS or backend not in BACKENDS:
-        raise CaffepipeError(f"unknown database {split}_{backend}: splits are {SPLITS}, backends {BACKENDS}")
+    if split not in (*SPLITS, PADDED_TRAIN) or backend not in BACKENDS:
+        raise CaffepipeError(f"unknown database {split}_{backend}: splits are {SPLITS} and {PADDED_TRAIN}, backends {BACKENDS}")
     return Path(db_dir) / f"{split}_{backend}"
 
 

@@ -22,6 +22,11 @@ the nets in the solver) are the ones given on the command line, relative to wher
 repository root), like Caffe's own examples; `caffe train --solver data/nets/lenet/solver.prototxt` from the
 root runs the same training by hand. `caffepipe train` points the solver at its own snapshot folder.
 
+Random shifts (netgen.random_shift): the train net of such a model reads build-db's padded training database
+(train_padded_<backend>, build_db.train_pad pixels of black border) with transform_param crop_size = the image
+size, so Caffe's DataTransformer takes a random crop per image in TRAIN: the digit shifted by up to train_pad
+pixels each way. The test net reads the plain test images uncropped, and the deploy net's input is unchanged.
+
 test_iter covers the whole test set: ceil(test images / test batch), the count read from the database's
 info.json (so data/db/info.json is an input of this stage).
 """
@@ -34,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from caffepipe.core.atomic import atomic_output
-from caffepipe.data.datum import db_path
+from caffepipe.data.datum import PADDED_TRAIN, db_path
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.core.upstream import read_json, require
 from caffepipe.data.mean_image import MEAN_FILE
@@ -82,24 +87,37 @@ def subtracts_mean(info: dict[str, Any]) -> bool:
     return info.get("dataset") in MEAN_SUBTRACTED_DATASETS
 
 
+def check_random_shift(model: str, info: dict[str, Any], db_dir: Path) -> None:
+    """A model in netgen.random_shift needs build-db's padded training database, and square images without a
+    mean image (Caffe would subtract a mean of the crop's size from the larger padded images)."""
+    if not info.get("train_pad"):
+        raise CaffepipeError(f"netgen.random_shift lists {model} but {db_dir} has no padded training database: set "
+                             "params build_db.train_pad (e.g. 2) and re-run `caffepipe build-db`, or remove the model from random_shift")
+    channels, height, width = input_shape(info)
+    if subtracts_mean(info) or height != width:
+        raise CaffepipeError(f"netgen.random_shift lists {model}, but random shifts are for square images without a mean image "
+                             f"(MNIST, Fashion-MNIST), not {info.get('dataset')} ({channels}x{height}x{width}); remove it from random_shift")
+
+
 def build_nets(caffe: Any, model: str, *, train_source: str, test_source: str, backend: str,
                train_batch_size: int, test_batch_size: int, shape: tuple[int, int, int] = (1, 28, 28),
-               mean_file: str | None = None) -> dict[str, Any]:
+               mean_file: str | None = None, train_crop: int | None = None) -> dict[str, Any]:
     """The train, test and deploy NetParameters of one model: one architecture, three inputs and heads. The
     inputs are images of `shape` (channels, height width), scaled by INPUT_SCALE after `mean_file` (if given)
-    is subtracted."""
+    is subtracted. With train_crop, the train net takes random train_crop x train_crop crops of train_source's
+    (larger, padded) images: random shifts."""
     arch = architecture(model)
     L, P = caffe.layers, caffe.params
     backend_enum = {"lmdb": P.Data.LMDB, "leveldb": P.Data.LEVELDB}[backend]
     transform = {"scale": INPUT_SCALE, **({"mean_file": mean_file} if mean_file else {})}
 
-    def data_input(net: Any, source: str, batch_size: int) -> Any:
+    def data_input(net: Any, source: str, batch_size: int, crop: int | None = None) -> Any:
         net.data, net.label = L.Data(source=source, backend=backend_enum, batch_size=batch_size,
-                                     transform_param=transform, ntop=2)
+                                     transform_param={**transform, **({"crop_size": crop} if crop else {})}, ntop=2)
         return net.data
 
     train = caffe.NetSpec()
-    logits = arch.body(caffe, train, data_input(train, train_source, train_batch_size), train=True)
+    logits = arch.body(caffe, train, data_input(train, train_source, train_batch_size, train_crop), train=True)
     train.loss = L.SoftmaxWithLoss(logits, train.label)
 
     test = caffe.NetSpec()
@@ -164,17 +182,22 @@ def generate(params: dict[str, Any], model: str, db_dir: Path, out_dir: Path) ->
                     "so %d are counted twice", test_count, netgen_params["test_batch_size"],
                     test_iter * netgen_params["test_batch_size"], test_iter * netgen_params["test_batch_size"] - test_count)
 
+    shifted = model in netgen_params["random_shift"]
+    if shifted:
+        check_random_shift(model, info, db_dir)
+
     caffe = import_caffe()
     from caffe.proto import caffe_pb2  # noqa: PLC0415
 
     nets = build_nets(caffe, model,
-                      train_source=str(db_path(db_dir, "train", backend)),
+                      train_source=str(db_path(db_dir, PADDED_TRAIN if shifted else "train", backend)),
                       test_source=str(db_path(db_dir, "test", backend)),
                       backend=backend,
                       train_batch_size=netgen_params["train_batch_size"],
                       test_batch_size=netgen_params["test_batch_size"],
                       shape=input_shape(info),
-                      mean_file=str(out_dir / MEAN_FILE) if subtracts_mean(info) else None)
+                      mean_file=str(out_dir / MEAN_FILE) if subtracts_mean(info) else None,
+                      train_crop=input_shape(info)[1] if shifted else None)
     solver = build_solver(caffe_pb2, train_params,
                           train_net=str(out_dir / NET_FILES["train"]), test_net=str(out_dir / NET_FILES["test"]),
                           test_iter=test_iter, snapshot_prefix=model)
