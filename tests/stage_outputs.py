@@ -18,6 +18,8 @@ import numpy as np
 
 from tests.conftest import synthetic_digits, tiny_params, write_params
 from caffepipe.data.build_db import build_databases
+from caffepipe.inspection.cpu_peak import CpuInfo, peak_flops
+from caffepipe.inspection.flop_rate import flop_rates
 from tests.idx_files import write_idx
 
 MODEL_KINDS = ("lenet", "mlp")
@@ -206,6 +208,28 @@ def weight_stats_reports(folder: Path, model: str) -> None:
                          {"layer": "relu1", "kind": "dead_relu", "text": "relu1 (on ip1) has 12% dead units at the end."}]}))
 
 
+# A made-up AVX2 machine for time's machine.json; one thread: 1 core x 3000 MHz x 8 floats x 2 flops x 2 FMA units
+# = 96 GFLOP/s
+STAND_IN_CPU = CpuInfo(model_name="Stand-in CPU", vendor="GenuineIntel", family=6, model=85, mhz=3000.0,
+                       flags=frozenset({"sse", "avx", "avx2", "fma"}), physical_cores=2)
+
+
+def time_flop_reports(folder: Path, model: str) -> None:
+    """complexity.json, machine.json and flop_rate.json as `caffepipe time` writes them, made by its own functions
+    from made-up counts that match figure_reports' layers.csv and totals.json (batch 8; conv1: 0.2 ms forward,
+    0.3 ms backward). conv1's 288,000 multiply-adds per image: forward 23.04 GFLOP/s, 24% of the peak; backward
+    15.36 GFLOP/s, 16%; the whole forward-backward pass 576,000 x 8 in 4.7 ms: 1.96 GFLOP/s, 2.04%."""
+    cost = {"model": model, "parameters": 431080, "statistics": 0, "multiply_adds": 288000,
+            "backward_multiply_adds": 288000, "layers": [
+                {"name": "conv1", "type": "Convolution", "parameters": 520, "multiply_adds": 288000,
+                 "backward_multiply_adds": 288000, "top": [[20, 24, 24]]}]}
+    machine = peak_flops(STAND_IN_CPU, threads=1)
+    totals = {"forward_ms": 2.4, "backward_ms": 2.3, "forward_backward_ms": 4.7}
+    _write(folder / "complexity.json", json.dumps(cost))
+    _write(folder / "machine.json", json.dumps(machine))
+    _write(folder / "flop_rate.json", json.dumps(flop_rates(model, cost, {"conv1": (0.2, 0.3)}, totals, 8, machine)))
+
+
 def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[str, Path]:
     """time/, visualize/, sobel/ and weights/ under root as `caffepipe time`, `visualize`, `sobel` and
     `weight-stats` write them, with made-up numbers and placeholder figures; returns the folders by name."""
@@ -218,8 +242,7 @@ def figure_reports(root: Path, models: tuple[str, ...] = MODEL_KINDS) -> dict[st
             {"batch_size": size, "passes": 2, "median_ms_per_batch": 0.2 * size, "min_ms_per_batch": 0.19 * size,
              "ms_per_image": 0.2, "images_per_s": 5000.0} for size in (1, 8)]}))
         _png(time_dir / model / "layers.png", seed=3)
-        _write(time_dir / model / "complexity.json", json.dumps({"model": model, "parameters": 431080, "statistics": 0,
-                                                                "multiply_adds": 2293000, "layers": []}))
+        time_flop_reports(time_dir / model, model)
         _png(visualize / model / "filters.png", seed=4)
         _write(visualize / model / "net.svg", STAND_IN_SVG.format(text=f"{model} net"))
         _write(visualize / model / "index.json", json.dumps({"model": model, "samples": [], "figures": [

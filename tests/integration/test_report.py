@@ -99,7 +99,11 @@ def test_report_has_every_section_and_embeds_every_figure(inputs: dict[str, Path
     for text in ("8 of 40 test images are wrong", "Is every class equally likely to be wrong?",
                  "test (final snapshot): accuracy", "deploy net: images/s at batch 8", "sobel_x",
                  "snapshot_iters", "snakemake", "git commit", "Worth looking at", "4/9: 3 errors (37.50% of all)",
-                 "No baseline to compare with: not a git work tree", "relu1 (on ip1) has 12% dead units at the end."):
+                 "No baseline to compare with: not a git work tree", "relu1 (on ip1) has 12% dead units at the end.",
+                 # time's flop_rate.json and machine.json (stage_outputs.time_flop_reports works the numbers out)
+                 "gapnet reaches 2.0% of the 1-core peak over a forward-backward pass (2.0 of 96 GFLOP/s); its "
+                 "fastest layer pass, conv1&#39;s forward, 24.0%.", "forward-backward % of peak", "Peak of lenet, mlp, "
+                 "gapnet: 1 core × 3,000 MHz × 8 floats", "lenet: FLOP rate of the layers with multiply-adds"):
         assert text in html, text
 
 

@@ -46,6 +46,35 @@ def test_time_writes_layer_table_chart_totals_and_throughput(workdir: Path, mode
     assert all(row["images_per_s"] > 0 for row in throughput["batch_sizes"])
     assert (out / "layers.png").read_bytes().startswith(PNG_MAGIC)
     assert "Average Forward-Backward" in (out / "caffe_time.log").read_text()
+    check_flop_rates(out, model, rows, totals)
+
+
+def check_flop_rates(out: Path, model: str, layer_rows: list[dict[str, str]], totals: dict) -> None:
+    """machine.json holds this machine's peak for the 1 thread the run used; flop_rate.json's numbers follow from
+    complexity.json's multiply-adds, the batch of 8 and `caffe time`'s own milliseconds."""
+    machine = json.loads((out / "machine.json").read_text())
+    assert machine["threads"] == 1 and machine["cores"] == 1
+    assert machine["peak_gflops"] == pytest.approx(machine["clock_mhz"] / 1e3 * machine["flops_per_cycle_per_core"])
+    assert machine["vector_floats"] in (4, 8, 16) and machine["clock_mhz"] > 0
+    cost = json.loads((out / "complexity.json").read_text())
+    rates = json.loads((out / "flop_rate.json").read_text())
+    assert rates["peak_gflops"] == machine["peak_gflops"] and rates["batch_size"] == 8
+    first, *later = [layer for layer in cost["layers"] if layer["multiply_adds"]]
+    # the first learned layer reads the data: no input gradient; every later one computes it
+    assert first["backward_multiply_adds"] == first["multiply_adds"]
+    assert all(layer["backward_multiply_adds"] == 2 * layer["multiply_adds"] for layer in later)
+    assert [layer["layer"] for layer in rates["layers"]] == [layer["name"] for layer in (first, *later)]
+    forward = rates["passes"]["forward"]
+    assert forward["multiply_adds"] == 8 * cost["multiply_adds"] and forward["ms"] == totals["forward_ms"]
+    assert forward["gflops"] == pytest.approx(2 * forward["multiply_adds"] / totals["forward_ms"] / 1e6)
+    assert forward["share_of_peak"] == pytest.approx(forward["gflops"] / machine["peak_gflops"])
+    both = rates["passes"]["forward_backward"]
+    assert both["ms"] == pytest.approx(totals["forward_ms"] + totals["backward_ms"]) and 0 < both["share_of_peak"] < 1
+    milliseconds = {row["layer"]: float(row["backward_ms"]) for row in layer_rows}
+    for layer in rates["layers"]:
+        assert layer["backward_ms"] == milliseconds[layer["layer"]]
+        if layer["backward_ms"] > 0:
+            assert layer["backward_gflops"] == pytest.approx(2 * layer["backward_multiply_adds"] / layer["backward_ms"] / 1e6)
 
 
 def test_time_names_the_stage_that_makes_a_missing_input(workdir: Path) -> None:

@@ -98,4 +98,6 @@ def test_multiply_adds_of_the_generated_lenet_match_the_hand_count(db: Path, tmp
     nets = generated(db, "lenet", tmp_path / "lenet")
     cost = complexity(layer_shapes_of(caffe.Net(str(nets / "deploy.prototxt"), caffe.TEST)))
     assert (cost["multiply_adds"], cost["parameters"]) == (2_293_000, 431_080)
+    # backward, from the real net's blob names: conv1 reads the data (1x), every later learned layer 2x
+    assert cost["backward_multiply_adds"] == 4_298_000
     json.dumps(cost)     # what `caffepipe time` writes as complexity.json

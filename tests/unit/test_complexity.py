@@ -1,7 +1,7 @@
 """Parameters and multiply-adds per image from blob shapes, checked on Caffe's LeNet by hand."""
 from __future__ import annotations
 
-from caffepipe.inspection.complexity import LayerShapes, complexity, layer_multiply_adds
+from caffepipe.inspection.complexity import LayerShapes, backward_multiply_adds, complexity, layer_multiply_adds
 
 # Caffe's MNIST LeNet for one 1x28x28 image: shapes as caffe.Net reports them (batch axis dropped).
 LENET = [
@@ -41,3 +41,27 @@ def test_batch_norm_statistics_are_not_parameters_and_groups_divide_the_taps() -
     assert result["multiply_adds"] == 8 * 10 * 10 * 2 * 3 * 3
     assert result["parameters"] == 8 * 2 * 9 + 16
     assert result["statistics"] == 17
+
+
+def test_backward_counts_input_gradients_only_below_a_learned_layer() -> None:
+    # conv1 reads the data: its backward is the weight gradient only (1x); conv2 and the ip layers also pass
+    # the gradient down to their input (2x). Blob names as Caffe's LeNet deploy net has them.
+    blobs = {"conv1": ("data", "conv1"), "pool1": ("conv1", "pool1"), "conv2": ("pool1", "conv2"),
+             "pool2": ("conv2", "pool2"), "ip1": ("pool2", "ip1"), "relu1": ("ip1", "ip1"), "ip2": ("ip1", "ip2"),
+             "prob": ("ip2", "prob")}
+    named = [LayerShapes(layer.name, layer.type, layer.bottoms, layer.tops, layer.params,
+                         (blobs[layer.name][0],), (blobs[layer.name][1],)) for layer in LENET]
+    assert backward_multiply_adds(named) == {"conv1": 288_000, "pool1": 0, "conv2": 3_200_000, "pool2": 0,
+                                             "ip1": 800_000, "relu1": 0, "ip2": 10_000, "prob": 0}
+    assert complexity(named)["backward_multiply_adds"] == 4_298_000
+
+
+def test_batch_norm_statistics_alone_do_not_make_a_gradient_flow() -> None:
+    # data -> bn (statistics only, nothing learns) -> conv: conv is still the first learned layer.
+    layers = [
+        LayerShapes("bn", "BatchNorm", ((1, 4, 4),), ((1, 4, 4),), ((1,), (1,), (1,)), ("data",), ("bn",)),
+        LayerShapes("conv", "Convolution", ((1, 4, 4),), ((2, 4, 4),), ((2, 1, 3, 3),), ("bn",), ("conv",)),
+        LayerShapes("scale", "Scale", ((2, 4, 4),), ((2, 4, 4),), ((2,),), ("conv",), ("conv",)),
+        LayerShapes("ip", "InnerProduct", ((2, 4, 4),), ((3,),), ((3, 32),), ("conv",), ("ip",)),
+    ]
+    assert backward_multiply_adds(layers) == {"bn": 0, "conv": 2 * 16 * 9, "scale": 0, "ip": 2 * 3 * 32}

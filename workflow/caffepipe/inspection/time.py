@@ -20,8 +20,12 @@ Outputs, in --out:
 - totals.json: the average forward, backward and forward-backward pass of the whole net, the batch size,
   iterations and threads;
 - throughput.json: per batch size, the median milliseconds per deploy-net forward pass and images/s;
-- complexity.json: the deploy net's parameters and multiply-adds per image, in all and per layer, from its
-  blob shapes (complexity.py);
+- complexity.json: the deploy net's parameters and multiply-adds per image (forward and backward), in all and
+  per layer, from its blob shapes (complexity.py);
+- machine.json: the CPU and the theoretical peak FLOP rate of the cores the run used, with every factor and
+  where it came from (cpu_peak.py), so the report never probes the machine it renders on;
+- flop_rate.json: multiply-adds per batch, GFLOP/s and share of that peak of the whole forward, backward and
+  forward-backward passes and of each Convolution / InnerProduct layer (flop_rate.py);
 - caffe_time.log: Caffe's own log of the run.
 """
 from __future__ import annotations
@@ -50,6 +54,8 @@ from caffepipe.core.atomic import atomic_output
 from caffepipe.data.datum import check_data_layer_databases, redirect_leveldb_sources
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.inspection.complexity import complexity, layer_shapes_of
+from caffepipe.inspection.cpu_peak import machine_peak
+from caffepipe.inspection.flop_rate import flop_rates
 from caffepipe.pipeline.params import add_params_argument, load_params
 from caffepipe.training.net_files import open_net, read_net
 from caffepipe.training.nets_folder import DEPLOY_NET_FILE, TRAIN_NET_FILE
@@ -216,6 +222,16 @@ def net_reading_copies(caffe: Any, net_path: Path, work: Path) -> Path:
     return copy
 
 
+def write_flop_rates(folder: Path, model: str, cost: dict, result: CaffeTime, machine: dict) -> None:
+    """machine.json and flop_rate.json (the module docstring says what they hold)."""
+    layer_ms = {layer.layer: (layer.forward_ms, layer.backward_ms) for layer in result.layers}
+    rates = flop_rates(model, cost, layer_ms, result.totals(), result.batch_size, machine)
+    (folder / "machine.json").write_text(json.dumps(machine, indent=2) + "\n")
+    (folder / "flop_rate.json").write_text(json.dumps(rates, indent=2) + "\n")
+    log.info("%s: forward-backward at %.1f%% of the %d-core peak (%.0f GFLOP/s)", model,
+             100 * (rates["passes"]["forward_backward"]["share_of_peak"] or 0), machine["cores"], machine["peak_gflops"])
+
+
 def run_time_stage(params: dict, model: str, nets: Path, weights: Path, out: Path, threads: int) -> CaffeTime:
     section = params["time"]
     train_net, deploy_net = nets / TRAIN_NET_FILE, nets / DEPLOY_NET_FILE
@@ -227,6 +243,7 @@ def run_time_stage(params: dict, model: str, nets: Path, weights: Path, out: Pat
     # `caffe time` spends its seconds: Caffe would abort on a bad file.
     deploy = open_net(caffe, deploy_net, weights)
     cost = {"model": model, **complexity(layer_shapes_of(deploy))}
+    machine = machine_peak(threads, section["fma_units_per_core"])
     with atomic_output(out, directory=True) as temporary, tempfile.TemporaryDirectory(prefix="caffepipe-time-") as work:
         (temporary / "complexity.json").write_text(json.dumps(cost, indent=2) + "\n")
         timed_net = net_reading_copies(caffe, train_net, Path(work))
@@ -234,6 +251,7 @@ def run_time_stage(params: dict, model: str, nets: Path, weights: Path, out: Pat
         (temporary / "layers.csv").write_text(layers_csv(result))
         totals = {"model": model, "threads": threads, **result.totals()}
         (temporary / "totals.json").write_text(json.dumps(totals, indent=2) + "\n")
+        write_flop_rates(temporary, model, cost, result, machine)
         plot_layers(result, model, threads, temporary / "layers.png")
         rows = measure_throughput(deploy, deploy_net, list(section["throughput_batch_sizes"]), section["iterations"])
         throughput = {"model": model, "threads": threads, "net": "deploy", "batch_sizes": rows}

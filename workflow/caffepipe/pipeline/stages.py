@@ -357,7 +357,8 @@ STAGES: tuple[Stage, ...] = (
         inputs=("data/nets/{model}", "data/train/{model}/final.caffemodel"),
         outputs=(Output("reports/time/{model}", directory=True),),
         params=("time",),
-        code=("inspection/time.py", "inspection/complexity.py", "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
+        code=("inspection/time.py", "inspection/complexity.py", "inspection/cpu_peak.py", "inspection/flop_rate.py",
+              "training/net_files.py", "training/nets_folder.py", "training/snapshots.py",
               "core/caffe_env.py", "data/datum.py", "core/figures.py"),
         threads="time.threads",
     ),
@@ -451,6 +452,7 @@ STAGES: tuple[Stage, ...] = (
               "report/inspection_sections.py", *REPORT_TEMPLATES,
               "evaluation/error_stats.py", "core/caffe_env.py", "data/class_names.py", "data/idx.py",
               "core/figures.py", "core/upstream.py", "report/zoo_section.py", "report/cam_section.py",
+              "report/flop_rate_section.py",
               "data/raw_images.py", "data/cifar.py"),
     ),
 )

@@ -26,7 +26,8 @@ Sections and where each one's numbers come from:
 - model comparison: final test metrics (--eval, `caffepipe evaluate`), training metrics (--train) and timings;
 - error analyses: every figure and table listed in --analysis/summary.json (`caffepipe analyze`), and
   --analysis-metrics for the summary;
-- layer timings: --time/<model>/ (`caffepipe time`);
+- layer timings: --time/<model>/ (`caffepipe time`), with the share of the CPU's peak FLOP rate each model and
+  layer reaches from its flop_rate.json and machine.json (flop_rate_section.py);
 - visualisations: --visualize/<model>/index.json (`caffepipe visualize`) and --sobel/index.json (`caffepipe sobel`);
 - fine-tuning: runs.csv, curves.csv and weight_change.csv from --finetune (`caffepipe finetune`);
 - the zoo and class activation maps: zoo_section.py and cam_section.py (--cam, `caffepipe cam`);
@@ -70,6 +71,7 @@ from caffepipe.report import inspection_sections, summary
 from caffepipe.report.baseline import Baseline, resolve_baseline
 from caffepipe.report.images import compact_png
 from caffepipe.report.cam_section import cam_section
+from caffepipe.report.flop_rate_section import flop_rate_numbers
 from caffepipe.report.zoo_section import zoo_section
 
 log = logging.getLogger(__name__)
@@ -467,6 +469,7 @@ def timing_numbers(time_dir: Path, models: list[str]) -> dict[str, list[dict[str
 def timing_section(inputs: ReportInputs) -> dict[str, Any]:
     per_model = []
     numbers = timing_numbers(inputs.time, inputs.models)
+    rates = flop_rate_numbers(inputs.time, inputs.models)
     for model, totals in zip(inputs.models, numbers["totals"]):
         folder = inputs.time / model
         layers = read_csv(folder / "layers.csv", "time")
@@ -477,11 +480,16 @@ def timing_section(inputs: ReportInputs) -> dict[str, Any]:
                              f"{totals['iterations']} caffe time iterations (batch {totals['batch']})", f"{model} layer timings",
                              [inputs.link(folder / "layers.csv", f"{model}/layers.csv")]),
             "table": frame_table(layers, f"{model}: per-layer milliseconds (layers.csv)", max_rows=None),
+            "rates": frame_table(rates["layers"][model], f"{model}: FLOP rate of the layers with multiply-adds, per "
+                                 f"training batch (flop_rate.json)", max_rows=None),
         })
     return {
         "models": per_model,
         "totals": frame_table(pd.DataFrame(numbers["totals"]), "Whole-net averages per training batch (caffe time, CPU)", max_rows=None),
         "throughput": frame_table(pd.DataFrame(numbers["throughput"]), "Deploy-net inference throughput (pycaffe forward, trained weights, CPU)", max_rows=None),
+        "rates": frame_table(rates["net"], "Share of the peak FLOP rate per training batch (caffe time; flop_rate.json, machine.json)", max_rows=None),
+        "rate_sentences": rates["sentences"],
+        "peaks": rates["peaks"],
     }
 
 
