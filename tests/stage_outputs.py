@@ -29,14 +29,15 @@ CAM_MODELS = ("gapnet",)
 
 
 def tiny_db(folder: Path, train: int = 64, test: int = 32) -> Path:
-    """<folder> with train_lmdb, test_lmdb, train_leveldb, test_leveldb and info.json."""
+    """<folder> with train_lmdb, test_lmdb, train_leveldb, test_leveldb, train_padded_* and info.json."""
     raw = folder.parent / f"{folder.name}-raw"
     raw.mkdir(parents=True, exist_ok=True)
     for prefix, count, seed in (("train", train, 1), ("t10k", test, 2)):
         images, labels = synthetic_digits(count, seed)
         write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-    build_databases(raw, folder, ["lmdb", "leveldb"], {"train": None, "test": None})
+    build_databases(raw, folder, ["lmdb", "leveldb"], {"train": None, "test": None},
+                    tiny_params()["build_db"]["train_pad"])       # the padded database of netgen.random_shift
     return folder
 
 

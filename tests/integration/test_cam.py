@@ -64,7 +64,7 @@ def run_cam(work: Path, model: str) -> Path:
 def test_cam_of_a_gap_net_draws_right_and_wrong_images_and_checks_the_identity(work: Path) -> None:
     out = run_cam(work, "gapnet")
     index = json.loads((out / "index.json").read_text())
-    assert index["has_cam"] and (index["features"], index["classifier"]) == ("conv3", "ip")
+    assert index["has_cam"] and (index["features"], index["classifier"]) == ("conv4", "ip")
     assert index["feature_shape"] == [96, 7, 7] and index["identity_max_error"] < 1e-3
     labels = [entry["label"] for entry in index["images"]]
     assert labels == sorted(labels), "class by class"

@@ -21,7 +21,7 @@ from caffe.proto import caffe_pb2  # noqa: E402
 def make_nets(tmp_path: Path, params: dict, model: str = "lenet") -> training_inputs.NetFiles:
     db = tmp_path / "db"
     db.mkdir(exist_ok=True)
-    (db / "info.json").write_text('{"train": 640, "test": 200, "channels": 1, "height": 28, "width": 28}')
+    (db / "info.json").write_text('{"train": 640, "test": 200, "channels": 1, "height": 28, "width": 28, "train_pad": 2}')
     folder = tmp_path / "nets"
     folder.mkdir(exist_ok=True)
     for name, text in netgen.generate(params, model, db, folder).items():
