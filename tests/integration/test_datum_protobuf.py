@@ -13,8 +13,8 @@ from caffepipe.core.caffe_env import import_caffe
 from caffepipe.core.errors import CaffepipeError
 from caffepipe.data.build_db import write_lmdb
 from caffepipe.data.datum import DatumError, decode_datums, read_db, record_key
-from tests.datum_records import (assert_decodes_to, check_against_protobuf, datum_batches, datum_message, expected_decode,
-                                 one_byte_labels)
+from tests.datum_records import (assert_decodes_to, check_against_protobuf, datum_batches, datum_message,
+                                 expected_decode, one_byte_labels)
 
 pytestmark = pytest.mark.integration
 
