@@ -6,8 +6,11 @@ images and labels of a protobuf parse. In one invocation, interleaved, each warm
   np.stack; and the same with today's decode_datum, the general parse the batch decoder falls back to;
 - protobuf loop: a plain loop over an LMDB cursor, caffe_pb2.Datum.ParseFromString, then np.frombuffer into
   one preallocated array (the baseline: what anyone would write with pycaffe's protobuf classes);
-- read_db: the pipeline's reader now (datum.read_values, then datum.decode_datums);
-- and its two halves: LMDB's values alone (read_values, the floor for any decoder) and decode_datums alone.
+- read_db: the pipeline's reader now (LMDB's values as memoryviews into its map, in chunks of datum.READ_CHUNK,
+  each chunk decoded as it comes);
+- and its two halves: its LMDB read alone (the same memoryviews in the same chunks, dropped: the floor for any
+  decoder on py-lmdb's iterator) and its decode alone (decode_datums of the values as bytes);
+- read_values: LMDB's values as bytes (what check_database reads), for the cost of a bytes object per record.
 All must give the same images and labels (checked before timing).
 
     .venv/bin/python bench/read_datum_speed.py --raw data/raw --repeats 7 --out bench/results/read_datum_speed.md
@@ -30,6 +33,7 @@ import numpy as np
 
 from caffepipe.core.caffe_env import import_caffe
 from caffepipe.data.build_db import datum_records, load_split, write_lmdb
+from caffepipe.data import datum
 from caffepipe.data.datum import decode_datum, decode_datums, iterate_db, read_db, read_values
 
 TARGET_IMAGES_PER_S = 1_000_000
@@ -87,6 +91,13 @@ def protobuf_loop(caffe_pb2: Any, path: Path, count: int, shape: tuple[int, ...]
     return images, labels
 
 
+def lmdb_read_alone(path: Path) -> int:
+    """read_db's LMDB read without its decode: the values as memoryviews, in its chunks, dropped."""
+    def drain(values: Any, count: int) -> int:
+        return sum(len(chunk) for chunk in datum._in_chunks(values))
+    return datum._read_lmdb(path, None, drain, buffers=True)
+
+
 def timed(read: Callable[[], Any]) -> float:
     start = time.perf_counter()
     read()
@@ -138,8 +149,9 @@ def main() -> int:
             "  the same with today's general parse": lambda: per_record_reader(path, decode_datum),
             BASELINE: lambda: protobuf_loop(caffe_pb2, path, len(images), images.shape[1:]),
             "read_db": lambda: read_db(path, "lmdb"),
-            "  its LMDB read alone (read_values)": lambda: read_values(path, "lmdb"),
+            "  its LMDB read alone (memoryviews in chunks)": lambda: lmdb_read_alone(path),
             "  its decode alone (decode_datums)": lambda: decode_datums(values),
+            "LMDB values as bytes (read_values)": lambda: read_values(path, "lmdb"),
         }
         check_same({name: readers[name]() for name in ("per-record reader (old read_db)", BASELINE, "read_db")})
         seconds: dict[str, list[float]] = {name: [] for name in readers}

@@ -57,7 +57,8 @@ shapes = st.tuples(st.integers(0, 3), st.integers(0, 30), st.integers(0, 30))
 
 
 @st.composite
-def datum_record(draw: st.DrawFn, datum: Any, shape: tuple[int, int, int]) -> bytes:
+def datum_record(draw: st.DrawFn, datum: Any, shape: tuple[int, int, int], label_values: st.SearchStrategy = labels
+                 ) -> bytes:
     image = draw(st.sampled_from(IMAGES))
     channels, height, width = draw(shapes) if image == "other_shape" else shape
     size = channels * height * width
@@ -67,7 +68,7 @@ def datum_record(draw: st.DrawFn, datum: Any, shape: tuple[int, int, int]) -> by
     if image == "negative_size":
         fields.update(channels=-draw(st.integers(1, 3)), height=0, data=b"")
     if draw(st.integers(0, 4)):         # one record in five has no label
-        fields["label"] = draw(labels)
+        fields["label"] = draw(label_values)
     if draw(st.sampled_from(ORDERS)) == "reordered":    # each field serialized alone, concatenated: the same message
         order = draw(st.permutations(list(fields)))
         record = b"".join(datum(**{name: fields[name]}).SerializeToString() for name in order)
@@ -87,9 +88,15 @@ def datum_record(draw: st.DrawFn, datum: Any, shape: tuple[int, int, int]) -> by
 
 
 @st.composite
-def datum_batches(draw: st.DrawFn, datum: Any, max_size: int = 40) -> list[bytes]:
+def datum_batches(draw: st.DrawFn, datum: Any, max_size: int = 40, label_values: st.SearchStrategy = labels
+                  ) -> list[bytes]:
     shape = draw(shapes)
-    return draw(st.lists(datum_record(datum, shape), min_size=1, max_size=max_size))
+    return draw(st.lists(datum_record(datum, shape, label_values), min_size=1, max_size=max_size))
+
+
+# Labels of one byte (0-127), as MNIST's and CIFAR's: most records then have the same length, the one the batch
+# decoder copies in whole chunks at a time (datum.DatumRows), reordered ones and other shapes of the same size too.
+one_byte_labels = st.integers(0, 127)
 
 
 @dataclass

@@ -2,6 +2,11 @@
 parse of each record, exactly, whichever path a record takes (tests/datum_records.py writes them with protobuf)."""
 from __future__ import annotations
 
+import re
+import tempfile
+from pathlib import Path
+from unittest.mock import patch
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -11,7 +16,7 @@ from caffepipe.data import datum as datum_module
 from caffepipe.data.build_db import write_lmdb
 from caffepipe.data.datum import (READ_CHUNK, DatumError, decode_datum, decode_datum_chunks, decode_datums,
                                   encode_datum, read_db, record_key)
-from tests.datum_records import check_against_protobuf, datum_batches, datum_message
+from tests.datum_records import check_against_protobuf, datum_batches, datum_message, one_byte_labels
 
 Datum = datum_message()
 
@@ -26,13 +31,43 @@ def test_random_batches_decode_as_protobuf_parses_them(records) -> None:
 @given(datum_batches(Datum), st.lists(st.integers(1, 8), min_size=1, max_size=40))
 def test_random_batches_in_chunks_decode_as_protobuf_parses_them(records, sizes) -> None:
     """Read in chunks (read_db's LMDB path): the same, whatever the chunks' boundaries."""
-    def in_chunks(batch: list[bytes]) -> list[list[bytes]]:
-        chunks, start = [], 0
-        for size in sizes * len(batch):
-            chunks.append(batch[start:start + size])
-            start += size
-        return chunks
-    check_against_protobuf(lambda batch: decode_datum_chunks(in_chunks(batch), len(batch)), DatumError, Datum, records)
+    check_against_protobuf(lambda batch: decode_datum_chunks(in_chunks(batch, sizes), len(batch)), DatumError,
+                           Datum, records)
+
+
+def in_chunks(batch: list[bytes], sizes: list[int]) -> list[list[bytes]]:
+    chunks, start = [], 0
+    for size in sizes * len(batch):
+        chunks.append(batch[start:start + size])
+        start += size
+    return chunks
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(datum_batches(Datum, label_values=one_byte_labels), st.lists(st.integers(1, 8), min_size=1, max_size=40))
+def test_random_batches_of_one_byte_labels_in_chunks_decode_as_protobuf_parses_them(records, sizes) -> None:
+    """Labels of one byte: chunks whose records all have the layout's length (copied whole, checked later, together)
+    between chunks of other lengths (checked at once), with records in and out of the layout in both."""
+    check_against_protobuf(lambda batch: decode_datum_chunks(in_chunks(batch, sizes), len(batch)), DatumError,
+                           Datum, records)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.one_of(datum_batches(Datum, label_values=one_byte_labels), datum_batches(Datum)), st.integers(1, 8))
+def test_random_lmdbs_read_as_protobuf_parses_them(records, chunk) -> None:
+    """read_db itself (LMDB's values as memoryviews into its map, read in chunks of `chunk` records): protobuf's
+    images and labels, or an error naming the first record that is no image of record 0's shape, by its key."""
+    with tempfile.TemporaryDirectory() as work, patch.object(datum_module, "READ_CHUNK", chunk):
+        def read(batch: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+            path = Path(work) / f"db{len(list(Path(work).iterdir()))}"
+            write_lmdb(path, [(record_key(i), record) for i, record in enumerate(batch)])
+            try:
+                return read_db(path, "lmdb")
+            except CaffepipeError as error:
+                key = re.search(r"record b'(\d{8})'", str(error))
+                assert key, error
+                raise DatumError(int(key[1]), str(error)) from None
+        check_against_protobuf(read, DatumError, Datum, records)
 
 
 def test_an_lmdb_of_several_read_chunks(tmp_path) -> None:
@@ -98,6 +133,10 @@ def test_an_error_names_the_first_bad_record() -> None:
         decode_datums([good, good + b"\x38\x01", other_shape])
     with pytest.raises(DatumError, match=r"^record 0: this Datum holds float_data"):
         decode_datums([good + b"\x35\x00\x00\x80\x3f"])
+    cut_in_its_label = encode_datum(np.zeros((1, 2, 2), np.uint8), 200)[:-1]     # as long as `good`, cut short
+    assert len(cut_in_its_label) == len(good)
+    with pytest.raises(DatumError, match=r"^record 1: a Datum record ends inside a number"):
+        decode_datums([good, cut_in_its_label, good])
 
 
 def test_an_empty_batch_is_empty_arrays() -> None:

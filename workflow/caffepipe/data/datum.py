@@ -5,9 +5,10 @@ pixels), label = 5. We encode and decode it by hand: the bytes are identical to 
 and against Caffe's own convert_mnist_data), and it keeps pycaffe out of the stages that only move data.
 Keys are b'%08d' % index, as convert_mnist_data writes them, so our databases and Caffe's are interchangeable.
 
-The stages read a database whole (read_db): LMDB's values in one call, without the keys, then decoded as one
-batch (decode_datums): about 2.5x a plain caffe_pb2 loop and 6.7x the per-record parse it replaced
-(bench/results/read_datum_speed.md).
+The stages read a database whole (read_db): LMDB's values from one C iterator, without the keys, as memoryviews
+into LMDB's map (no bytes object per record), decoded a chunk at a time as one batch (DatumRows): about 2 million
+28x28 images/s warm on a 2-core AMD EPYC VM, 3.7x a plain caffe_pb2 loop (bench/results/read_datum_speed.md).
+About half of that time is py-lmdb's iterator itself.
 """
 from __future__ import annotations
 
@@ -160,11 +161,16 @@ def decode_datum(record: bytes) -> tuple[np.ndarray, int]:
 # --- decoding many records at once: the fast path ----------------------------------------------------------------
 # Parsing record by record costs about 2 µs each in Python, more than reading it from LMDB. But the records of a
 # database are alike: Caffe, caffe_pb2 and build-db write every Datum of one shape as the same header (datum_header),
-# the pixels, the label's tag and the label's varint. So the records are copied once into the rows of one array,
-# each row checked against that layout with a few NumPy comparisons, and the pixels and labels of the rows that
-# match taken as columns. A row that does not match (another field order, a missing label, a record with other
+# the pixels, the label's tag and the label's varint. So the records of a chunk are copied into the rows of one
+# array, each row checked against that layout with a few NumPy comparisons, and the pixels and labels of the rows
+# that match taken as columns. A row that does not match (another field order, a missing label, a record with other
 # fields) goes through decode_datum, which gives what protobuf gives: the fast path is only a shortcut to the same
 # result, never a different answer (tests/unit/test_datum_batch.py checks it against protobuf on random records).
+#
+# The rows: where a chunk's records all have one length (every label of the same varint size: MNIST's 0-9 are one
+# byte each), one bytes.join lays them end to end, already rows of that length, and that join also takes LMDB's
+# memoryviews without a bytes object per record (read_db). Otherwise each record is copied into a row zero-padded
+# (or cut) to the longest record the layout allows, and the lengths tell which rows ended where the layout says.
 
 
 class DatumError(CaffepipeError):
@@ -175,9 +181,16 @@ class DatumError(CaffepipeError):
         self.index, self.reason = index, reason
 
 
-def _decode_record(record: bytes, index: int) -> tuple[np.ndarray, int]:
+Record = bytes | memoryview      # read_db hands over memoryviews into LMDB's map; read_values, bytes
+# Records read, then copied into the rows, at a time: 200 kB of 28x28 Datums, in the CPU cache. And few enough
+# that a chunk of LMDB's memoryviews (two objects each, tracked by Python's garbage collector) stays under the
+# collector's threshold (700): in chunks of 4096, its collections made reading them 1.6x slower.
+READ_CHUNK = 256
+
+
+def _decode_record(record: Record, index: int) -> tuple[np.ndarray, int]:
     try:
-        return decode_datum(record)
+        return decode_datum(bytes(record))
     except CaffepipeError as error:
         raise DatumError(index, str(error)) from None
 
@@ -191,12 +204,17 @@ def _varint_columns(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sizes, (low.sum(axis=1) & 0xFFFFFFFF).astype(np.uint32).view(np.int32).astype(np.int64)
 
 
+def _header_matches(rows: np.ndarray, header: bytes, pixels_end: int) -> np.ndarray:
+    """Which rows start with the header and have the label's tag right after the pixels."""
+    matches = (rows[:, :len(header)] == np.frombuffer(header, dtype=np.uint8)).all(axis=1)
+    return matches & (rows[:, pixels_end] == LABEL_TAG)
+
+
 def _rows_in_layout(rows: np.ndarray, lengths: np.ndarray, header: bytes, pixels_end: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """(which rows are exactly header, pixels, label tag and label varint, their labels) for rows of the records
     zero-padded to pixels_end + 1 + MAX_VARINT_BYTES."""
-    matches = (rows[:, :len(header)] == np.frombuffer(header, dtype=np.uint8)).all(axis=1)
-    matches &= rows[:, pixels_end] == LABEL_TAG
+    matches = _header_matches(rows, header, pixels_end)
     varints = rows[:, pixels_end + 1:]
     if (varints[:, 0] < 0x80).all():              # every label one byte (below 128): MNIST, CIFAR
         sizes, labels = np.ones(len(rows), dtype=np.intp), varints[:, 0].astype(np.int64)
@@ -206,17 +224,25 @@ def _rows_in_layout(rows: np.ndarray, lengths: np.ndarray, header: bytes, pixels
     return matches, labels
 
 
-def decode_datums(values: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+def _rows_with_one_byte_label(rows: np.ndarray, header: bytes, pixels_end: int) -> tuple[np.ndarray, np.ndarray]:
+    """_rows_in_layout for rows that are whole records of pixels_end + 2 bytes: in the layout exactly where the
+    last byte, the label's varint, ends it (below 0x80)."""
+    matches = _header_matches(rows, header, pixels_end) & (rows[:, pixels_end + 1] < 0x80)
+    return matches, rows[:, pixels_end + 1].astype(np.int64)
+
+
+def decode_datums(values: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, C, H, W) uint8 and labels (N,) int64 of serialized Datums of one shape, exactly as decode_datum
-    (and protobuf) reads each. The images are a view into one array that holds the records' rows.
+    (and protobuf) reads each.
 
     A record that is no Datum of uint8 pixels, or of another shape than record 0, is a DatumError naming the first.
     """
-    return decode_datum_chunks([values], len(values))
+    chunks = (values[start:start + READ_CHUNK] for start in range(0, len(values), READ_CHUNK))
+    return decode_datum_chunks(chunks, len(values))
 
 
-def decode_datum_chunks(chunks: Iterable[Sequence[bytes]], count: int) -> tuple[np.ndarray, np.ndarray]:
-    """decode_datums of the records of `chunks`, in order, `count` at most: each chunk is copied into the rows
+def decode_datum_chunks(chunks: Iterable[Sequence[Record]], count: int) -> tuple[np.ndarray, np.ndarray]:
+    """decode_datums of the records of `chunks`, in order, `count` at most: each chunk is copied into its rows
     while its records are still in the CPU cache (READ_CHUNK), rather than all of them after all were read."""
     batch = None
     for chunk in chunks:
@@ -230,36 +256,66 @@ def decode_datum_chunks(chunks: Iterable[Sequence[bytes]], count: int) -> tuple[
 
 
 class DatumRows:
-    """The records of a batch, one row each, zero-padded or cut to the longest record the layout of record 0's
-    shape allows; filled a chunk at a time, in order."""
+    """The records of a batch as rows of record 0's layout with a one-byte label (pixels_end + 2 bytes, MNIST's),
+    filled a chunk at a time, in order. A chunk whose records all have that length is copied in with one join and
+    checked later, with the others before it, in one pass (each NumPy call has a fixed cost, and 60,000 records
+    are 235 chunks); any other chunk is checked at once (after the rows before it, so an error names the first bad
+    record), its pixels and labels written into the rows."""
 
-    def __init__(self, first_record: bytes, count: int) -> None:
+    def __init__(self, first_record: Record, count: int) -> None:
         self.shape = _decode_record(first_record, 0)[0].shape
         self.header = datum_header(self.shape)
         self.pixels_start = len(self.header)
         self.pixels_end = self.pixels_start + int(np.prod(self.shape))
-        self.rows = np.empty(count, dtype=f"S{self.pixels_end + 1 + MAX_VARINT_BYTES}")
+        self.width = self.pixels_end + 2
+        self.rows = np.empty((count, self.width), dtype=np.uint8)
         self.labels = np.empty(count, dtype=np.int64)
-        self.filled = 0
+        self.filled = self.checked = 0
 
-    def add(self, chunk: Sequence[bytes]) -> None:
+    def add(self, chunk: Sequence[Record]) -> None:
         start, end = self.filled, self.filled + len(chunk)
-        self.rows[start:end] = chunk
-        rows = self.rows[start:end].view(np.uint8).reshape(len(chunk), -1)
         lengths = np.fromiter(map(len, chunk), dtype=np.intp, count=len(chunk))
-        matches, self.labels[start:end] = _rows_in_layout(rows, lengths, self.header, self.pixels_end)
-        for offset in np.flatnonzero(~matches):       # in order, so an error names the first bad record
-            image, label = _decode_record(chunk[offset], start + offset)
-            if image.shape != self.shape:
-                raise DatumError(start + offset, f"a {'x'.join(map(str, image.shape))} image where record 0 holds "
-                                 f"{'x'.join(map(str, self.shape))}; a database's images must share one shape")
-            rows[offset, self.pixels_start:self.pixels_end] = image.reshape(-1)
-            self.labels[start + offset] = label
+        if (lengths == self.width).all():
+            self.rows[start:end] = np.frombuffer(b"".join(chunk), dtype=np.uint8).reshape(len(chunk), self.width)
+        else:
+            self._check_rows(end=start)
+            self._add_padded(chunk, lengths, start)
+            self.checked = end
         self.filled = end
 
+    def _check_rows(self, end: int) -> None:
+        """Check the rows copied in since the last check, up to `end`: each is a whole record of self.width bytes."""
+        start, rows = self.checked, self.rows[self.checked:end]
+        matches, self.labels[start:end] = _rows_with_one_byte_label(rows, self.header, self.pixels_end)
+        for offset in np.flatnonzero(~matches):
+            self._put_parsed(bytes(rows[offset]), start + offset)
+        self.checked = end
+
+    def _add_padded(self, chunk: Sequence[Record], lengths: np.ndarray, start: int) -> None:
+        """Records of other lengths: each copied into a row zero-padded (or cut) to the longest record the layout
+        allows, then checked against it (the lengths say which rows ended where the layout says)."""
+        padded = np.empty(len(chunk), dtype=f"S{self.pixels_end + 1 + MAX_VARINT_BYTES}")
+        padded[:] = [bytes(record) for record in chunk]
+        rows = padded.view(np.uint8).reshape(len(chunk), -1)
+        matches, self.labels[start:start + len(chunk)] = _rows_in_layout(rows, lengths, self.header, self.pixels_end)
+        pixels = slice(self.pixels_start, self.pixels_end)
+        self.rows[start:start + len(chunk), pixels] = rows[:, pixels]
+        for offset in np.flatnonzero(~matches):
+            self._put_parsed(chunk[offset], start + offset)
+
+    def _put_parsed(self, record: Record, index: int) -> None:
+        """A record not in the layout, through the general parse: its pixels into its row, its label."""
+        image, label = _decode_record(record, index)
+        if image.shape != self.shape:
+            raise DatumError(index, f"a {'x'.join(map(str, image.shape))} image where record 0 holds "
+                             f"{'x'.join(map(str, self.shape))}; a database's images must share one shape")
+        self.rows[index, self.pixels_start:self.pixels_end] = image.reshape(-1)
+        self.labels[index] = label
+
     def images_and_labels(self) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.rows[:self.filled].view(np.uint8).reshape(self.filled, -1)
-        images = rows[:, self.pixels_start:self.pixels_end].reshape(self.filled, *self.shape)
+        """Images (a view into the rows) and labels, once every row is checked."""
+        self._check_rows(end=self.filled)
+        images = self.rows[:self.filled, self.pixels_start:self.pixels_end].reshape(self.filled, *self.shape)
         return images, self.labels[:self.filled]
 
 
@@ -362,26 +418,27 @@ def read_values(path: str | Path, backend: str, limit: int | None = None, in_pla
     return _lmdb_values(path, limit)
 
 
-READ_CHUNK = 4096      # records read, then copied into the rows at a time: about 3 MB of 28x28 Datums
-
-
 def _lmdb_values(path: Path, limit: int | None) -> list[bytes]:
     return _read_lmdb(path, limit, lambda values, count: list(values))
 
 
-def _read_lmdb(path: Path, limit: int | None, consume: Callable[[Iterator[bytes], int], T]) -> T:
+def _read_lmdb(path: Path, limit: int | None, consume: Callable[[Iterator[Record], int], T],
+               buffers: bool = False) -> T:
     """consume(values, count) of the first `limit` values (all without it), in key order. The values come from
     one C iterator, without the keys: several times faster than iterate_db. The keys are checked before, at the
-    two ends against LMDB's count of entries (_check_keys)."""
+    two ends against LMDB's count of entries (_check_keys).
+
+    With buffers, the values are memoryviews into LMDB's map rather than bytes copied out of it (py-lmdb's
+    `buffers=True`): no bytes object per record, but each is valid only until consume returns."""
     import lmdb
 
     try:
         with lmdb.open(str(path), readonly=True, lock=False, readahead=True) as env:
             _check_lmdb_file_size(env, path)
-            with env.begin() as txn:
+            with env.begin(buffers=buffers) as txn:
                 entries, cursor = env.stat()["entries"], txn.cursor()
-                first = cursor.key() if cursor.first() else None
-                last = cursor.key() if cursor.last() else None
+                first = bytes(cursor.key()) if cursor.first() else None
+                last = bytes(cursor.key()) if cursor.last() else None
                 _check_keys(path, "lmdb", entries, first, last)
                 count = entries if limit is None else min(limit, entries)
                 cursor.first()
@@ -390,7 +447,7 @@ def _read_lmdb(path: Path, limit: int | None, consume: Callable[[Iterator[bytes]
         raise damaged_database(path, "lmdb", str(error).removeprefix(f"{path}: ")) from None
 
 
-def _in_chunks(values: Iterator[bytes]) -> Iterator[list[bytes]]:
+def _in_chunks(values: Iterator[Record]) -> Iterator[list[Record]]:
     return iter(lambda: list(islice(values, READ_CHUNK)), [])
 
 
@@ -457,7 +514,9 @@ def read_db(path: str | Path, backend: str, limit: int | None = None, in_place: 
     path = _existing_database(path, backend)
     try:
         if backend == "lmdb":
-            images, labels = _read_lmdb(path, limit, lambda values, count: decode_datum_chunks(_in_chunks(values), count))
+            def decode(values: Iterator[Record], count: int) -> tuple[np.ndarray, np.ndarray]:
+                return decode_datum_chunks(_in_chunks(values), count)
+            images, labels = _read_lmdb(path, limit, decode, buffers=True)
         else:
             images, labels = decode_datums(read_values(path, backend, limit, in_place))
     except DatumError as error:        # the keys were checked: record i has key record_key(i)
