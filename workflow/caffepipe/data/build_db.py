@@ -14,7 +14,8 @@ test_limit keep only the first N images (tiny runs).
 With build_db.train_pad = P > 0 it also writes train_padded_<backend>: every training image with a border of P
 black pixels (28x28 -> 32x32 for P = 2), same keys and order. The models in netgen.random_shift train on random
 28x28 crops of it (Caffe's transform_param crop_size), i.e. on the digit shifted by up to P pixels each way.
-Their test and deploy nets read the plain 28x28 images, uncropped, so every stage after training sees the same inputs whichever way a model was trained.
+Their test and deploy nets read the plain 28x28 images, uncropped, so every stage after training sees the same
+inputs whichever way a model was trained.
 
 The whole folder is built beside the old one and swapped in when complete: an interrupted build leaves the
 previous databases (or nothing), never a database that looks complete and is not.
