@@ -24,9 +24,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SOURCE_PACKAGE=caffe
 SOURCE_VERSION=1.0.0+git20180821.99bd997-8
 RECIPE_REVISION=3
-# BLAS: Intel MKL on x86-64, about 2x OpenBLAS's speed on Caffe's GEMMs here (envs/caffe/README.md). Its
-# libraries and headers come from PyPI's wheels pinned in envs/caffe/mkl-wheels.txt and are copied into the
-# prefix, which they then belong to; the wheels are never installed into a venv. MKL has no aarch64 build.
+# BLAS: Intel MKL on x86-64, about 2x OpenBLAS's speed on Caffe's GEMMs on an Intel Xeon (envs/caffe/README.md;
+# on AMD CPUs with AVX-512, OpenBLAS with its AVX-512 kernels can be faster: see there). Its libraries and headers
+# come from PyPI's wheels pinned in envs/caffe/mkl-wheels.txt and are copied into the prefix, which they then
+# belong to; the wheels are never installed into a venv. MKL has no aarch64 build.
 default_blas=open
 [ "$(uname -m)" = x86_64 ] && default_blas=mkl
 BLAS=${CAFFEPIPE_BLAS:-$default_blas}
@@ -55,7 +56,7 @@ say() { echo "[build-caffe] $*" >&2; }
 
 abi=$("$PYTHON" -c 'import sys, numpy; print("py%d.%d-numpy%s" % (sys.version_info[0], sys.version_info[1], numpy.__version__.split(".")[0]))')
 key=$( { echo "$SOURCE_PACKAGE $SOURCE_VERSION r$RECIPE_REVISION $abi ${CMAKE_FLAGS[*]} ${LAYER_TESTS[*]}"; cat "$here"/caffe/*.patch
-         [ "$BLAS" = mkl ] && cat "$here"/caffe/mkl-wheels.txt; } \
+         if [ "$BLAS" = mkl ]; then cat "$here"/caffe/mkl-wheels.txt; fi; } \
        | sha256sum | cut -c1-16)
 cache=${CAFFEPIPE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/caffepipe}
 prefix=$cache/caffe-$SOURCE_VERSION-$abi-$key

@@ -3,8 +3,9 @@ Caffe (training/random_state.py says how). A stopped (SIGTERM, at whatever itera
 (SIGKILL, back to the last snapshot) training, each resumed, end with the weights of an uninterrupted run, bit
 for bit; and a net with a layer type caffepipe cannot vouch for is reported as not bit-reproducible.
 
-The net is LeNet from netgen with, added by hand here, a Dropout layer after ip1 and random 24x24 crops of the
-28x28 training images (the test net takes the centre crop): what the architecture zoo's models use.
+The first net is LeNet from netgen with, added by hand here, a Dropout layer after ip1 and random 24x24 crops of
+the 28x28 training images (the test net takes the centre crop). Then the zoo's lenet_bn and resnet as netgen
+writes them: BatchNorm, Dropout, and random shifts (28x28 crops of the padded training images).
 """
 from __future__ import annotations
 
@@ -142,3 +143,33 @@ def test_a_layer_that_draws_unrestorable_random_numbers_is_not_claimed_reproduci
     assert verdict["bit_reproducible"] is False
     assert "Python" in verdict["reproducibility_note"]
     assert workspace.manifest()["bit_reproducible"] is False
+
+
+@pytest.mark.parametrize("model", ["lenet_bn", "resnet"])
+def test_zoo_models_with_dropout_batchnorm_and_random_shifts_resume_exactly_after_sigkill(
+        tmp_path: Path, tiny_db: Path, model: str) -> None:
+    """The zoo's own nets as netgen writes them (no hand edits): BatchNorm, Dropout and random shifts (crops of
+    the padded training database, netgen.random_shift), killed after a snapshot and resumed: the uninterrupted
+    run's snapshots and weights, bit for bit."""
+    sections = {"train": TRAINING, "netgen": {"models": [model], "random_shift": [model]}}
+    workspace = Workspace(tmp_path / "ws", tiny_db, model=model, **sections)
+    workspace.netgen()
+    train_net = (workspace.nets / "train.prototxt").read_text()
+    assert "crop_size: 28" in train_net and "train_padded_lmdb" in train_net and "Dropout" in train_net
+
+    process = _start_training(workspace)
+    _wait_for(workspace.out / "snapshots" / f"{model}_iter_60.solverstate", process)
+    process.kill()
+    process.wait()
+    workspace.train()
+    resumed = workspace.segment_logs()[-1].read_text()
+    assert int(resumed.split(f"resumes {model} from iteration ")[1].split()[0]) >= 60
+
+    reference = Workspace(tmp_path / "reference", tiny_db, model=model, **sections)
+    reference.netgen()
+    reference.train()
+    for iteration in (120, 180, 240):
+        name = f"{model}_iter_{iteration}.caffemodel"
+        assert (workspace.out / "snapshots" / name).read_bytes() == (reference.out / "snapshots" / name).read_bytes(), name
+    assert (workspace.out / "final.caffemodel").read_bytes() == (reference.out / "final.caffemodel").read_bytes()
+    assert workspace.reproducibility()["bit_reproducible"] is True
