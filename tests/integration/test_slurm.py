@@ -165,6 +165,9 @@ def slurm_run(cluster: None, local_run: LocalRun, tmp_path_factory: pytest.TempP
         except subprocess.TimeoutExpired:
             first.kill()
             first_output, _ = first.communicate()
+            # A killed Snakemake leaves its lock in .snakemake/locks; its next run refuses the folder and says to
+            # run --unlock, which the user does.
+            run([*SNAKEMAKE_SLURM, "--unlock"], repo, timeout=120)
     finally:
         if first.poll() is None:
             first.kill()
